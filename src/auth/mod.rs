@@ -1,0 +1,78 @@
+//! Tenants and credentials: who a request acts for.
+//!
+//! Every credential belongs to one tenant (a namespace of queues): infrai bearer keys, the
+//! access-key pairs the signed dialects verify with, and the DMS/CTYun project id. Lookups that
+//! compare secrets run in constant time ([`crypto::ct_eq`]). Signature schemes themselves live
+//! with their dialect as pure functions; the primitives they share are in [`crypto`].
+
+pub mod crypto;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Config, derived_project_id};
+
+/// A tenant as the dialects see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The namespace of its queues.
+    pub name: String,
+    /// 32 lower-case hex digits.
+    pub project_id: String,
+}
+
+/// The credential registry built from the configuration.
+#[derive(Debug, Default)]
+pub struct Auth {
+    bearer: Vec<(String, Arc<Tenant>)>,
+    access: HashMap<String, (Arc<Tenant>, String)>,
+    projects: HashMap<String, Arc<Tenant>>,
+}
+
+impl Auth {
+    pub fn from_config(cfg: &Config) -> Self {
+        let mut auth = Auth::default();
+        for t in &cfg.tenants {
+            let tenant = Arc::new(Tenant {
+                name: t.name.clone(),
+                project_id: t
+                    .project_id
+                    .clone()
+                    .unwrap_or_else(|| derived_project_id(&t.name))
+                    .to_ascii_lowercase(),
+            });
+            for b in &t.bearer_keys {
+                auth.bearer.push((b.clone(), tenant.clone()));
+            }
+            for k in &t.access_keys {
+                auth.access
+                    .insert(k.id.clone(), (tenant.clone(), k.secret.clone()));
+            }
+            auth.projects
+                .insert(tenant.project_id.clone(), tenant.clone());
+        }
+        auth
+    }
+
+    /// The tenant of a bearer key. Every configured key is compared, in constant time each, so
+    /// the time taken does not tell how much of a guess was right.
+    pub fn bearer(&self, key: &str) -> Option<Arc<Tenant>> {
+        let mut found = None;
+        for (k, t) in &self.bearer {
+            if crypto::ct_eq(k.as_bytes(), key.as_bytes()) {
+                found = Some(t.clone());
+            }
+        }
+        found
+    }
+
+    /// The tenant and secret of an access key id (ids are not secret).
+    pub fn access_key(&self, id: &str) -> Option<(Arc<Tenant>, &str)> {
+        self.access.get(id).map(|(t, s)| (t.clone(), s.as_str()))
+    }
+
+    /// The tenant owning a project id (case-insensitive).
+    pub fn project(&self, project_id: &str) -> Option<Arc<Tenant>> {
+        self.projects.get(&project_id.to_ascii_lowercase()).cloned()
+    }
+}

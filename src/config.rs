@@ -1,0 +1,308 @@
+//! Configuration: a TOML file, environment overrides, and the embedded default.
+//!
+//! `qgate serve --config FILE` (or `QGATE_CONFIG`) reads the file; `QGATE_LISTEN` and
+//! `QGATE_DATA_DIR` override its `listen` and `data_dir`. Without a file qgate runs on the
+//! embedded default: 127.0.0.1:8080, data in `./qgate-data`, one `demo` tenant whose
+//! credentials the server prints at start (they are public: local use only).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub push: PushConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub infrai: InfraiConfig,
+    /// True for the embedded default (the server then prints the demo credentials).
+    #[serde(skip)]
+    pub embedded_default: bool,
+}
+
+/// A tenant: a namespace of queues and the credentials that act in it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// infrai bearer keys.
+    #[serde(default)]
+    pub bearer_keys: Vec<String>,
+    /// DMS / CTYun project id (32 hex). Derived from the name when absent.
+    pub project_id: Option<String>,
+    /// Access key pairs for the signed dialects (MNS, CTYun, DMS).
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub id: String,
+    pub secret: String,
+}
+
+/// Push subscription delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Hosts, IP addresses or CIDRs exempt from the SSRF rules (and allowed over plain http).
+    #[serde(default)]
+    pub allow_targets: Vec<String>,
+    /// First retry delay; doubles per attempt.
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Per-delivery HTTP timeout.
+    #[serde(default = "default_push_timeout")]
+    pub timeout_ms: u64,
+    /// Deliveries in flight per subscription.
+    #[serde(default = "default_push_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            allow_targets: Vec::new(),
+            backoff_base_ms: default_backoff_base(),
+            backoff_max_ms: default_backoff_max(),
+            timeout_ms: default_push_timeout(),
+            concurrency: default_push_concurrency(),
+        }
+    }
+}
+
+/// The embedded store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sled page cache, MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+    /// Background flush period for lazily durable writes (acks, leases), ms.
+    #[serde(default = "default_flush_every")]
+    pub flush_every_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_mb: default_cache_mb(),
+            flush_every_ms: default_flush_every(),
+        }
+    }
+}
+
+/// infrai limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfraiConfig {
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: u64,
+    #[serde(default = "default_max_request")]
+    pub max_request_bytes: u64,
+}
+
+impl Default for InfraiConfig {
+    fn default() -> Self {
+        InfraiConfig {
+            max_payload_bytes: default_max_payload(),
+            max_request_bytes: default_max_request(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./qgate-data")
+}
+fn default_backoff_base() -> u64 {
+    1000
+}
+fn default_backoff_max() -> u64 {
+    60_000
+}
+fn default_push_timeout() -> u64 {
+    10_000
+}
+fn default_push_concurrency() -> usize {
+    8
+}
+fn default_cache_mb() -> u64 {
+    64
+}
+fn default_flush_every() -> u64 {
+    500
+}
+fn default_max_payload() -> u64 {
+    256 * 1024
+}
+fn default_max_request() -> u64 {
+    1024 * 1024
+}
+
+/// The demo tenant of the embedded default.
+pub const DEMO_TENANT: &str = "demo";
+pub const DEMO_BEARER: &str = "ifr_demo";
+pub const DEMO_ACCESS_KEY: &str = "demo-ak";
+pub const DEMO_SECRET: &str = "demo-sk";
+
+/// Project id of a tenant without one: the first 16 bytes of SHA-256(name), as hex.
+pub fn derived_project_id(name: &str) -> String {
+    hex::encode(&Sha256::digest(name.as_bytes())[..16])
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        Config {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            tenants: vec![TenantConfig {
+                name: DEMO_TENANT.into(),
+                bearer_keys: vec![DEMO_BEARER.into()],
+                project_id: None,
+                access_keys: vec![AccessKeyConfig {
+                    id: DEMO_ACCESS_KEY.into(),
+                    secret: DEMO_SECRET.into(),
+                }],
+            }],
+            push: PushConfig::default(),
+            store: StoreConfig::default(),
+            infrai: InfraiConfig::default(),
+            embedded_default: true,
+        }
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads the file if given, else the embedded default; then applies `QGATE_LISTEN` and
+    /// `QGATE_DATA_DIR`.
+    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                Config::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => Config::embedded(),
+        };
+        if let Some(l) = env("QGATE_LISTEN").filter(|s| !s.is_empty()) {
+            cfg.listen = l;
+        }
+        if let Some(d) = env("QGATE_DATA_DIR").filter(|s| !s.is_empty()) {
+            cfg.data_dir = PathBuf::from(d);
+        }
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut names = HashSet::new();
+        let mut bearers = HashSet::new();
+        let mut aks = HashSet::new();
+        let mut projects = HashSet::new();
+        for t in &self.tenants {
+            if t.name.is_empty() {
+                return Err("a tenant has an empty name".into());
+            }
+            if !names.insert(&t.name) {
+                return Err(format!("tenant '{}' is configured twice", t.name));
+            }
+            for b in &t.bearer_keys {
+                if b.is_empty() || !bearers.insert(b) {
+                    return Err(format!(
+                        "tenant '{}': empty or duplicate bearer key",
+                        t.name
+                    ));
+                }
+            }
+            for k in &t.access_keys {
+                if k.id.is_empty() || k.secret.is_empty() || !aks.insert(&k.id) {
+                    return Err(format!(
+                        "tenant '{}': empty or duplicate access key id '{}'",
+                        t.name, k.id
+                    ));
+                }
+            }
+            let p = t
+                .project_id
+                .clone()
+                .unwrap_or_else(|| derived_project_id(&t.name));
+            if !projects.insert(p.to_ascii_lowercase()) {
+                return Err(format!("tenant '{}': project id {p} is used twice", t.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_example_parses_with_defaults() {
+        let cfg = Config::from_toml(
+            r#"
+listen = "127.0.0.1:8080"
+data_dir = "./qgate-data"
+[[tenants]]
+name = "demo"
+bearer_keys = ["ifr_demo"]
+project_id = "0123456789abcdef0123456789abcdef"
+[[tenants.access_keys]]
+id = "demo-ak"
+secret = "demo-sk"
+[push]
+allow_targets = ["127.0.0.1"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.tenants[0].access_keys[0].secret, "demo-sk");
+        assert_eq!(cfg.push.allow_targets, vec!["127.0.0.1"]);
+        assert_eq!(cfg.store.cache_mb, 64);
+        assert!(!cfg.embedded_default);
+    }
+
+    #[test]
+    fn env_overrides_and_errors() {
+        let cfg = Config::load(None, |k| match k {
+            "QGATE_LISTEN" => Some("0.0.0.0:9".into()),
+            "QGATE_DATA_DIR" => Some("/tmp/x".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(cfg.embedded_default);
+        assert_eq!(cfg.listen, "0.0.0.0:9");
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        assert!(Config::from_toml("bogus = 1").is_err());
+        assert!(
+            Config::from_toml(
+                "[[tenants]]\nname='a'\nbearer_keys=['k']\n[[tenants]]\nname='b'\nbearer_keys=['k']"
+            )
+            .is_err()
+        );
+        assert_eq!(derived_project_id("demo").len(), 32);
+    }
+}

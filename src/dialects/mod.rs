@@ -1,0 +1,49 @@
+//! The vendor dialects. Each owns its paths, its authentication, its wire types and its error
+//! rendering; all of them call the same [`crate::core::Broker`].
+//!
+//! Paths never collide, so one router serves them all. Requests that match no route (or no
+//! method of a route) still get their dialect's error format: [`not_found`] and
+//! [`method_not_allowed`] pick the dialect by path prefix.
+
+pub mod infrai;
+
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::http::request_id;
+
+/// Which dialect a path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Infrai,
+    Other,
+}
+
+pub fn dialect_of(path: &str) -> Dialect {
+    if path == infrai::PREFIX || path.starts_with("/v1/queue/") {
+        Dialect::Infrai
+    } else {
+        Dialect::Other
+    }
+}
+
+fn generic(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "request_id": request_id()}}))).into_response()
+}
+
+/// Fallback for paths no dialect serves.
+pub async fn not_found(uri: Uri) -> Response {
+    match dialect_of(uri.path()) {
+        Dialect::Infrai => infrai::error::ApiError::route_not_found().into_response(),
+        Dialect::Other => generic(StatusCode::NOT_FOUND, "no such route"),
+    }
+}
+
+/// Fallback for a known path with a method it does not serve.
+pub async fn method_not_allowed(uri: Uri) -> Response {
+    match dialect_of(uri.path()) {
+        Dialect::Infrai => infrai::error::ApiError::method_not_allowed().into_response(),
+        Dialect::Other => generic(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    }
+}

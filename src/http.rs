@@ -1,0 +1,125 @@
+//! HTTP plumbing shared by the dialects: request ids, request logging, body limits, raw query
+//! parsing.
+//!
+//! Each request gets an id (24 upper-case hex digits, the shape MNS clients expect) before any
+//! dialect code runs. It is held in a task-local for the request's lifetime, so an error
+//! rendered anywhere in a dialect can carry it without threading it through every function,
+//! and it is sent back as `x-request-id` on every response. Logs carry the id, method and path
+//! (never the query, headers or body: they hold signatures and secrets).
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::Instrument;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// A fresh request id: 24 upper-case hex digits.
+pub fn new_request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    hex::encode_upper(bytes)
+}
+
+/// The current request's id (a fresh one outside a request).
+pub fn request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| new_request_id())
+}
+
+/// Middleware: assigns the request id, logs the request, adds `x-request-id`.
+pub async fn request_context(req: Request, next: Next) -> Response {
+    let id = new_request_id();
+    let started = Instant::now();
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "done"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().entry("x-request-id").or_insert(v);
+    }
+    resp
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Io(String),
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Io(e.to_string())),
+    }
+}
+
+/// Percent-decodes one query component. `plus_is_space` follows HTML forms; MNS needs it off
+/// (receipt handles arrive with raw `+`).
+pub fn decode_component(s: &str, plus_is_space: bool) -> String {
+    let replaced;
+    let s = if plus_is_space && s.contains('+') {
+        replaced = s.replace('+', " ");
+        replaced.as_str()
+    } else {
+        s
+    };
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Splits a raw query string into decoded (name, value) pairs, in order.
+pub fn parse_query(query: &str, plus_is_space: bool) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (
+                decode_component(k, plus_is_space),
+                decode_component(v, plus_is_space),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("ReceiptHandle=1-AB+c/d==&x=a%20b&flag&&y=", false);
+        assert_eq!(q[0], ("ReceiptHandle".into(), "1-AB+c/d==".into()));
+        assert_eq!(q[1], ("x".into(), "a b".into()));
+        assert_eq!(q[2], ("flag".into(), "".into()));
+        assert_eq!(q[3], ("y".into(), "".into()));
+        assert_eq!(parse_query("a=b+c", true)[0].1, "b c");
+        let id = new_request_id();
+        assert_eq!(id.len(), 24);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The `qgate` command: `qgate serve` runs the server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use qgate::config::{Config, DEMO_ACCESS_KEY, DEMO_BEARER, DEMO_SECRET};
+use qgate::core::SystemClock;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "qgate",
+    version,
+    about = "A message-queue server that speaks several vendors' queue APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// TOML configuration file (without one, qgate runs on its embedded default).
+        #[arg(long, env = "QGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qgate: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: Option<PathBuf>) -> Result<(), String> {
+    let config = Config::load(path.as_deref(), |k| std::env::var(k).ok())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        if config.embedded_default {
+            eprintln!(
+                "qgate: no configuration given; running the embedded default (for local use only)."
+            );
+            eprintln!("qgate: demo tenant credentials (public, do not expose this server):");
+            eprintln!("qgate:   infrai bearer key : {DEMO_BEARER}");
+            eprintln!("qgate:   access key id     : {DEMO_ACCESS_KEY}");
+            eprintln!("qgate:   access key secret : {DEMO_SECRET}");
+        }
+        let opened = qgate::server::open(config.clone(), Arc::new(SystemClock))?;
+        tracing::info!(listen = %addr, data_dir = %config.data_dir.display(), "qgate serving");
+        qgate::server::run(opened, listener, shutdown_signal()).await
+    })
+}

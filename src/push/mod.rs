@@ -1,0 +1,263 @@
+//! Push subscriptions: delivering a queue's messages to an HTTPS endpoint.
+//!
+//! Each subscription has a worker task. It is an ordinary competing consumer of the queue's
+//! default group: it leases up to `concurrency` messages (long-polling while the queue is
+//! empty) and POSTs each as
+//! `{subscription_id, queue, message_id, payload, attempts, enqueued_at}` with
+//! `x-qgate-timestamp: <unix seconds>` and, when the subscription has a secret,
+//! `x-qgate-signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
+//! A 2xx acks the message. Anything else (status, timeout, connection error, SSRF refusal) is
+//! retried with exponential backoff while the worker keeps the lease extended; after
+//! `max_retries` retries the message is dead-lettered (the subscription's dead-letter queue,
+//! else the queue's). Backoff waits on the core's clock, so tests drive retries without sleeping.
+//!
+//! The worker holds no state of its own: a restart re-reads the durable subscription records
+//! and any message leased at the time comes back when its lease ends.
+
+pub mod ssrf;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use reqwest::Url;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::auth::crypto::hmac_sha256;
+use crate::config::PushConfig;
+use crate::core::model::{DEFAULT_GROUP, Delivery, SubscriptionRecord};
+use crate::core::{Broker, CoreError, Queue, ReceiveOptions};
+use ssrf::{GuardedResolver, SsrfPolicy};
+
+/// Long-poll wait of a worker's receive.
+const POLL_MS: u64 = 20_000;
+
+/// Runs and supervises the subscription workers.
+pub struct PushManager {
+    broker: Arc<Broker>,
+    cfg: PushConfig,
+    policy: Arc<SsrfPolicy>,
+    client: reqwest::Client,
+    workers: Mutex<HashMap<Uuid, JoinHandle<()>>>,
+}
+
+impl PushManager {
+    pub fn new(broker: Arc<Broker>, cfg: PushConfig) -> Arc<Self> {
+        // reqwest is built without a default crypto provider; install ring's (once per process).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let policy = Arc::new(SsrfPolicy::new(&cfg.allow_targets));
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(Duration::from_millis(cfg.timeout_ms))
+            .user_agent(concat!("qgate-push/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the push HTTP client builds");
+        Arc::new(PushManager {
+            broker,
+            cfg,
+            policy,
+            client,
+            workers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts a worker for every stored subscription (server start).
+    pub fn start_all(self: &Arc<Self>) {
+        for sub in self.broker.subscriptions() {
+            self.spawn(sub);
+        }
+    }
+
+    /// Checks a target URL against the SSRF rules (subscribe time).
+    pub async fn check_target(&self, url: &str) -> Result<(), String> {
+        let parsed = Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+        self.policy.check(&parsed).await
+    }
+
+    /// Stores a subscription and starts delivering it.
+    pub async fn subscribe(self: &Arc<Self>, rec: SubscriptionRecord) -> Result<(), CoreError> {
+        self.broker.subscribe(rec.clone()).await?;
+        self.spawn(rec);
+        Ok(())
+    }
+
+    /// Stops and removes a subscription; false when there was none.
+    pub async fn unsubscribe(&self, id: Uuid) -> Result<bool, CoreError> {
+        if let Some(h) = self.workers.lock().remove(&id) {
+            h.abort();
+        }
+        self.broker.unsubscribe(id).await
+    }
+
+    /// Stops the workers of subscriptions whose queue is gone.
+    pub fn forget_queue(&self, _ns: &str, _name: &str) {
+        let live: Vec<Uuid> = self.broker.subscriptions().iter().map(|s| s.id).collect();
+        self.workers.lock().retain(|id, h| {
+            let keep = live.contains(id);
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+    }
+
+    /// Stops every worker (shutdown).
+    pub fn shutdown(&self) {
+        for (_, h) in self.workers.lock().drain() {
+            h.abort();
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, sub: SubscriptionRecord) {
+        let me = self.clone();
+        let id = sub.id;
+        let handle = tokio::spawn(async move { me.run(sub).await });
+        if let Some(old) = self.workers.lock().insert(id, handle) {
+            old.abort();
+        }
+    }
+
+    async fn run(self: Arc<Self>, sub: SubscriptionRecord) {
+        let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
+        loop {
+            if self.broker.is_shutting_down() || self.broker.subscription(sub.id).is_none() {
+                return;
+            }
+            let Ok(q) = self.broker.subscription_queue(&sub) else {
+                return;
+            };
+            let Ok(first) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let opts = ReceiveOptions {
+                lease_ms: Some(sub.visibility_timeout_secs * 1000),
+                wait_ms: Some(POLL_MS),
+                ..ReceiveOptions::new(1 + slots.available_permits())
+            };
+            let got = match self.broker.receive(&q, DEFAULT_GROUP, opts).await {
+                Ok(g) => g,
+                Err(CoreError::QueueNotFound) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, subscription = %sub.id, "push receive failed");
+                    let _ = self
+                        .broker
+                        .clock()
+                        .sleep_until(self.broker.now() + 1000)
+                        .await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            for d in got {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match slots.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let me = self.clone();
+                let sub = sub.clone();
+                let q = q.clone();
+                tokio::spawn(async move {
+                    me.deliver(&sub, &q, d).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// Delivers one message until it is acked or dead-lettered.
+    async fn deliver(&self, sub: &SubscriptionRecord, q: &Arc<Queue>, d: Delivery) {
+        let mut handle = d.handle.clone();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            match self.post(sub, q, &d, d.deliveries + attempt - 1).await {
+                Ok(()) => {
+                    if let Err(e) = self.broker.ack(q, &handle).await {
+                        tracing::warn!(error = %e, subscription = %sub.id, "push ack failed");
+                    }
+                    return;
+                }
+                Err(why) => {
+                    tracing::info!(subscription = %sub.id, message = %d.meta.id, attempt, reason = %why, "push delivery failed");
+                }
+            }
+            if attempt > sub.max_retries {
+                if let Err(e) = self
+                    .broker
+                    .dead_letter_delivery(q, &handle, sub.dead_letter_queue)
+                    .await
+                {
+                    tracing::warn!(error = %e, subscription = %sub.id, "push dead-letter failed");
+                }
+                return;
+            }
+            let shift = (attempt - 1).min(20);
+            let backoff = self
+                .cfg
+                .backoff_base_ms
+                .saturating_mul(1 << shift)
+                .min(self.cfg.backoff_max_ms);
+            // Keep the message ours while we wait and retry.
+            let hold = backoff + self.cfg.timeout_ms + sub.visibility_timeout_secs * 1000;
+            match self.broker.change_visibility(q, &handle, hold).await {
+                Ok((h, _)) => handle = h,
+                Err(_) => return, // the lease is gone (queue deleted, shutdown): it will come back
+            }
+            let clock = self.broker.clock().clone();
+            clock
+                .sleep_until(self.broker.now().saturating_add(backoff))
+                .await;
+            if self.broker.is_shutting_down() {
+                return;
+            }
+        }
+    }
+
+    /// One POST. Ok only for a 2xx answer.
+    async fn post(
+        &self,
+        sub: &SubscriptionRecord,
+        q: &Queue,
+        d: &Delivery,
+        attempts: u32,
+    ) -> Result<(), String> {
+        let url = Url::parse(&sub.url).map_err(|e| e.to_string())?;
+        self.policy.check(&url).await?;
+        let body = json!({
+            "subscription_id": sub.id.to_string(),
+            "queue": q.name(),
+            "message_id": d.meta.id.to_string(),
+            "payload": crate::dialects::infrai::wire::payload(d.meta.kind, &d.body.body),
+            "attempts": attempts,
+            "enqueued_at": crate::dialects::infrai::wire::rfc3339(d.meta.enqueued_at),
+        })
+        .to_string();
+        let ts = (self.broker.now() / 1000).to_string();
+        let mut req = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-qgate-timestamp", &ts);
+        if let Some(secret) = &sub.secret {
+            let sig = hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
+            req = req.header("x-qgate-signature", format!("sha256={}", hex::encode(sig)));
+        }
+        let resp = req.body(body).send().await.map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("status {}", resp.status()))
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The server: opens the data directory, builds the broker and the one router every dialect
+//! shares, runs the maintenance loop, and shuts down gracefully.
+//!
+//! Shutdown order: stop accepting → end long polls (they answer empty) → let in-flight requests
+//! finish → stop push workers → flush the store → return.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::core::{Broker, Clock, ReceiptKey};
+use crate::dialects;
+use crate::push::PushManager;
+use crate::store::{SledOptions, SledStore};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    pub auth: Arc<Auth>,
+    pub config: Arc<Config>,
+    pub push: Arc<PushManager>,
+}
+
+/// A running qgate minus the listener: state plus the store (for the final flush).
+pub struct Opened {
+    pub state: AppState,
+    pub store: Arc<SledStore>,
+}
+
+/// Reads the receipt key from the data dir, creating it (mode 0600) on first start.
+fn receipt_key(dir: &Path) -> Result<ReceiptKey, String> {
+    let path = dir.join("qgate.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let key: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| format!("{} is not a 32-byte key", path.display()))?;
+            Ok(ReceiptKey::new(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts
+                .open(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            f.write_all(&key)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(ReceiptKey::new(key))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Opens the data directory and builds everything but the listener.
+pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let key = receipt_key(&config.data_dir)?;
+    let mut opts = SledOptions::new(config.data_dir.join("store"));
+    opts.cache_bytes = config.store.cache_mb.max(1) * 1024 * 1024;
+    opts.flush_every_ms = config.store.flush_every_ms;
+    let store =
+        Arc::new(SledStore::open(&opts).map_err(|e| format!("cannot open the store: {e}"))?);
+    let broker = Broker::open(store.clone(), clock, key)
+        .map_err(|e| format!("cannot load the store: {e}"))?;
+    let push = PushManager::new(broker.clone(), config.push.clone());
+    let state = AppState {
+        broker,
+        auth: Arc::new(Auth::from_config(&config)),
+        config: Arc::new(config),
+        push,
+    };
+    Ok(Opened { state, store })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The router of every dialect.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(dialects::infrai::router())
+        .fallback(dialects::not_found)
+        .method_not_allowed_fallback(dialects::method_not_allowed)
+        .layer(middleware::from_fn(crate::http::request_context))
+        .with_state(state)
+}
+
+/// Applies due changes (lease ends, delays, retention, idempotency expiry) at least every
+/// second, so stats stay live and disk is reclaimed even when nobody calls.
+async fn maintenance(broker: Arc<Broker>) {
+    while !broker.is_shutting_down() {
+        let now = broker.now();
+        let next = broker
+            .next_event()
+            .map_or(now + 1000, |n| n.clamp(now + 10, now + 1000));
+        tokio::select! {
+            _ = broker.clock().sleep_until(next) => {}
+            _ = broker.shutdown_notify.notified() => return,
+        }
+        broker.tick();
+    }
+}
+
+/// Serves until `shutdown` resolves, then shuts down gracefully.
+pub async fn run(
+    opened: Opened,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let Opened { state, store } = opened;
+    state.push.start_all();
+    let broker = state.broker.clone();
+    let push = state.push.clone();
+    let maint = tokio::spawn(maintenance(broker.clone()));
+    let app = app(state);
+    let stop_broker = broker.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending long polls, finishing requests");
+            stop_broker.shutdown();
+        })
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    push.shutdown();
+    maint.abort();
+    let store2 = store.clone();
+    tokio::task::spawn_blocking(move || store2.flush_blocking())
+        .await
+        .map_err(|e| format!("flush task: {e}"))?
+        .map_err(|e| format!("final flush failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
