@@ -67,7 +67,9 @@ type Waiter = tokio::sync::oneshot::Sender<StoreResult<()>>;
 /// The embedded store.
 pub struct SledStore {
     db: sled::Db,
-    commits: mpsc::Sender<Waiter>,
+    /// `None` only while dropping (so the committer thread sees the channel close).
+    commits: Option<mpsc::Sender<Waiter>>,
+    committer: Option<std::thread::JoinHandle<()>>,
     stats: Arc<CommitStats>,
     /// Held by the committer around each flush; tests take it to make batching observable.
     commit_gate: Arc<parking_lot::Mutex<()>>,
@@ -144,18 +146,19 @@ impl SledStore {
         let (tx, rx) = mpsc::channel::<Waiter>();
         let stats = Arc::new(CommitStats::default());
         let gate = Arc::new(parking_lot::Mutex::new(()));
-        {
+        let committer = {
             let db = db.clone();
             let stats = stats.clone();
             let gate = gate.clone();
             std::thread::Builder::new()
                 .name("qgate-commit".into())
                 .spawn(move || committer(db, rx, stats, gate))
-                .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?;
-        }
+                .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?
+        };
         Ok(SledStore {
             db,
-            commits: tx,
+            commits: Some(tx),
+            committer: Some(committer),
             stats,
             commit_gate: gate,
         })
@@ -203,6 +206,18 @@ impl SledStore {
             batch.remove(k);
         }
         Ok(())
+    }
+}
+
+impl Drop for SledStore {
+    /// Stops the committer and waits for it, so the database is closed when this returns (a
+    /// restart in the same process can reopen it at once).
+    fn drop(&mut self) {
+        self.commits.take();
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+        let _ = self.db.flush();
     }
 }
 
@@ -452,9 +467,9 @@ impl Store for SledStore {
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Enqueue now, not when first polled: the caller's writes happened before this call, and
         // callers that issue several syncs before awaiting them share one flush.
-        let sent = self.commits.send(tx);
+        let sent = self.commits.as_ref().map(|c| c.send(tx));
         Box::pin(async move {
-            if sent.is_err() {
+            if !matches!(sent, Some(Ok(()))) {
                 return Err(StoreError("the commit thread has stopped".into()));
             }
             rx.await

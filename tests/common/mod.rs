@@ -1,0 +1,212 @@
+//! Helpers shared by the integration tests: a broker on a temporary sled store driven by a
+//! manual clock, and a full server on a free port.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qgate::config::Config;
+use qgate::core::model::{
+    DeadLetterPolicy, DeadLetterTarget, QueueConfig, QueueKind, RetentionMode,
+};
+use qgate::core::{Broker, CreateOutcome, ManualClock, Queue, ReceiptKey};
+use qgate::server::AppState;
+use qgate::store::{SledOptions, SledStore};
+
+/// 2024-01-01T00:00:00Z: a fixed start so tests do not depend on the wall clock.
+pub const T0: u64 = 1_704_067_200_000;
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// A broker over a sled store in `dir`, on `clock`.
+pub fn open_broker(dir: &Path, clock: &ManualClock) -> (Arc<Broker>, Arc<SledStore>) {
+    let store =
+        Arc::new(SledStore::open(&SledOptions::new(dir.join("store"))).expect("open store"));
+    let broker = Broker::open(
+        store.clone(),
+        Arc::new(clock.clone()),
+        ReceiptKey::new([7; 32]),
+    )
+    .expect("open broker");
+    (broker, store)
+}
+
+/// A fresh broker with its own temporary directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub broker: Arc<Broker>,
+    pub store: Arc<SledStore>,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(T0);
+        let (broker, store) = open_broker(dir.path(), &clock);
+        Env {
+            dir,
+            clock,
+            broker,
+            store,
+        }
+    }
+
+    /// Drops the broker and store and opens them again from disk (a clean restart).
+    pub fn restart(self) -> Self {
+        let Env {
+            dir,
+            clock,
+            broker,
+            store,
+        } = self;
+        broker.shutdown();
+        assert_eq!(
+            Arc::strong_count(&broker),
+            1,
+            "someone still holds the broker"
+        );
+        drop(broker);
+        drop(store);
+        let (broker, store) = open_broker(dir.path(), &clock);
+        Env {
+            dir,
+            clock,
+            broker,
+            store,
+        }
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Creates a queue with `cfg` in namespace "t".
+    pub async fn queue(&self, name: &str, cfg: QueueConfig) -> Arc<Queue> {
+        match self
+            .broker
+            .create_queue("t", name, cfg, None)
+            .await
+            .expect("create")
+        {
+            CreateOutcome::Created(_) => {}
+            CreateOutcome::Exists(_) => panic!("queue {name} exists"),
+        }
+        self.broker.queue("t", name).unwrap()
+    }
+}
+
+/// A work queue honouring priorities (MNS-like).
+pub fn work() -> QueueConfig {
+    QueueConfig::default()
+}
+
+/// A FIFO work queue.
+pub fn fifo() -> QueueConfig {
+    QueueConfig {
+        kind: QueueKind::Fifo,
+        ..QueueConfig::default()
+    }
+}
+
+/// A log-mode queue (DMS/CTYun-like) with dead letters after `max` failures in the own store.
+pub fn log_queue(max: Option<u32>) -> QueueConfig {
+    QueueConfig {
+        mode: RetentionMode::Log,
+        priority: false,
+        dead_letter: max.map(|m| DeadLetterPolicy {
+            max_failures: m,
+            target: DeadLetterTarget::Own,
+        }),
+        ..QueueConfig::default()
+    }
+}
+
+/// A configuration for a test server: a fresh data dir, tenant "t" with known credentials.
+pub fn test_config(dir: &Path) -> Config {
+    let mut cfg = Config::from_toml(
+        r#"
+listen = "127.0.0.1:0"
+[[tenants]]
+name = "t"
+bearer_keys = ["ifr_test"]
+project_id = "0123456789abcdef0123456789abcdef"
+[[tenants.access_keys]]
+id = "test-ak"
+secret = "test-sk"
+[[tenants]]
+name = "other"
+bearer_keys = ["ifr_other"]
+[[tenants.access_keys]]
+id = "other-ak"
+secret = "other-sk"
+[push]
+allow_targets = ["127.0.0.1"]
+backoff_base_ms = 1000
+backoff_max_ms = 8000
+"#,
+    )
+    .expect("test config");
+    cfg.data_dir = dir.to_path_buf();
+    cfg
+}
+
+/// A server on a free port, driven by a manual clock.
+pub struct TestServer {
+    pub base: String,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = test_config(dir.path());
+        edit(&mut cfg);
+        let clock = ManualClock::new(T0);
+        let opened = qgate::server::open(cfg, Arc::new(clock.clone())).expect("open server");
+        let state = opened.state.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(qgate::server::run(opened, listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            clock,
+            state,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Graceful shutdown; returns what the server returned.
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+/// An HTTP client for tests (plain http).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
