@@ -52,6 +52,7 @@ async fn shutdown_signal() {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -92,6 +93,7 @@ fn serve(path: Option<PathBuf>) -> Result<(), String> {
         }
         let opened = qgate::server::open(config.clone(), Arc::new(SystemClock))?;
         tracing::info!(listen = %addr, data_dir = %config.data_dir.display(), "qgate serving");
+        eprintln!("qgate: listening on http://{addr}");
         qgate::server::run(opened, listener, shutdown_signal()).await
     })
 }

@@ -171,9 +171,13 @@ impl TestServer {
 
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, ManualClock::new(T0), edit).await
+    }
+
+    /// Starts on an existing data directory (a restart).
+    pub async fn start_in(dir: tempfile::TempDir, clock: ManualClock, edit: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = test_config(dir.path());
         edit(&mut cfg);
-        let clock = ManualClock::new(T0);
         let opened = qgate::server::open(cfg, Arc::new(clock.clone())).expect("open server");
         let state = opened.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -197,11 +201,18 @@ impl TestServer {
     }
 
     /// Graceful shutdown; returns what the server returned.
-    pub async fn stop(mut self) -> Result<(), String> {
+    pub async fn stop(self) -> Result<(), String> {
+        self.stop_keep().await.0
+    }
+
+    /// Graceful shutdown keeping the data directory and clock (for a restart).
+    pub async fn stop_keep(mut self) -> (Result<(), String>, tempfile::TempDir, ManualClock) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        self.task.take().unwrap().await.unwrap()
+        let r = self.task.take().unwrap().await.unwrap();
+        drop(self.state);
+        (r, self.dir, self.clock)
     }
 }
 
