@@ -100,10 +100,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            cache_mb: default_cache_mb(),
-            flush_every_ms: default_flush_every(),
-        }
+        StoreConfig { cache_mb: default_cache_mb(), flush_every_ms: default_flush_every() }
     }
 }
 
@@ -119,10 +116,7 @@ pub struct InfraiConfig {
 
 impl Default for InfraiConfig {
     fn default() -> Self {
-        InfraiConfig {
-            max_payload_bytes: default_max_payload(),
-            max_request_bytes: default_max_request(),
-        }
+        InfraiConfig { max_payload_bytes: default_max_payload(), max_request_bytes: default_max_request() }
     }
 }
 
@@ -178,10 +172,7 @@ impl Config {
                 name: DEMO_TENANT.into(),
                 bearer_keys: vec![DEMO_BEARER.into()],
                 project_id: None,
-                access_keys: vec![AccessKeyConfig {
-                    id: DEMO_ACCESS_KEY.into(),
-                    secret: DEMO_SECRET.into(),
-                }],
+                access_keys: vec![AccessKeyConfig { id: DEMO_ACCESS_KEY.into(), secret: DEMO_SECRET.into() }],
             }],
             push: PushConfig::default(),
             store: StoreConfig::default(),
@@ -202,8 +193,7 @@ impl Config {
     pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut cfg = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
                 Config::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))?
             }
             None => Config::embedded(),
@@ -231,24 +221,15 @@ impl Config {
             }
             for b in &t.bearer_keys {
                 if b.is_empty() || !bearers.insert(b) {
-                    return Err(format!(
-                        "tenant '{}': empty or duplicate bearer key",
-                        t.name
-                    ));
+                    return Err(format!("tenant '{}': empty or duplicate bearer key", t.name));
                 }
             }
             for k in &t.access_keys {
                 if k.id.is_empty() || k.secret.is_empty() || !aks.insert(&k.id) {
-                    return Err(format!(
-                        "tenant '{}': empty or duplicate access key id '{}'",
-                        t.name, k.id
-                    ));
+                    return Err(format!("tenant '{}': empty or duplicate access key id '{}'", t.name, k.id));
                 }
             }
-            let p = t
-                .project_id
-                .clone()
-                .unwrap_or_else(|| derived_project_id(&t.name));
+            let p = t.project_id.clone().unwrap_or_else(|| derived_project_id(&t.name));
             if !projects.insert(p.to_ascii_lowercase()) {
                 return Err(format!("tenant '{}': project id {p} is used twice", t.name));
             }
@@ -298,10 +279,8 @@ allow_targets = ["127.0.0.1"]
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
         assert!(Config::from_toml("bogus = 1").is_err());
         assert!(
-            Config::from_toml(
-                "[[tenants]]\nname='a'\nbearer_keys=['k']\n[[tenants]]\nname='b'\nbearer_keys=['k']"
-            )
-            .is_err()
+            Config::from_toml("[[tenants]]\nname='a'\nbearer_keys=['k']\n[[tenants]]\nname='b'\nbearer_keys=['k']")
+                .is_err()
         );
         assert_eq!(derived_project_id("demo").len(), 32);
     }

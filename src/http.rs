@@ -30,26 +30,17 @@ pub fn new_request_id() -> String {
 
 /// The current request's id (a fresh one outside a request).
 pub fn request_id() -> String {
-    REQUEST_ID
-        .try_with(|id| id.clone())
-        .unwrap_or_else(|_| new_request_id())
+    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_else(|_| new_request_id())
 }
 
 /// Middleware: assigns the request id, logs the request, adds `x-request-id`.
 pub async fn request_context(req: Request, next: Next) -> Response {
     let id = new_request_id();
     let started = Instant::now();
-    let span =
-        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = REQUEST_ID
-        .scope(id.clone(), next.run(req).instrument(span.clone()))
-        .await;
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     span.in_scope(|| {
-        tracing::debug!(
-            status = resp.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            "done"
-        );
+        tracing::debug!(status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "done");
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().entry("x-request-id").or_insert(v);
@@ -83,9 +74,7 @@ pub fn decode_component(s: &str, plus_is_space: bool) -> String {
     } else {
         s
     };
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// Splits a raw query string into decoded (name, value) pairs, in order.
@@ -95,10 +84,7 @@ pub fn parse_query(query: &str, plus_is_space: bool) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                decode_component(k, plus_is_space),
-                decode_component(v, plus_is_space),
-            )
+            (decode_component(k, plus_is_space), decode_component(v, plus_is_space))
         })
         .collect()
 }
@@ -117,9 +103,6 @@ mod tests {
         assert_eq!(parse_query("a=b+c", true)[0].1, "b c");
         let id = new_request_id();
         assert_eq!(id.len(), 24);
-        assert!(
-            id.bytes()
-                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-        );
+        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
     }
 }

@@ -9,11 +9,7 @@ use qgate::core::SystemClock;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "qgate",
-    version,
-    about = "A message-queue server that speaks several vendors' queue APIs"
-)]
+#[command(name = "qgate", version, about = "A message-queue server that speaks several vendors' queue APIs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,9 +49,7 @@ async fn shutdown_signal() {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -83,9 +77,7 @@ fn serve(path: Option<PathBuf>) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         if config.embedded_default {
-            eprintln!(
-                "qgate: no configuration given; running the embedded default (for local use only)."
-            );
+            eprintln!("qgate: no configuration given; running the embedded default (for local use only).");
             eprintln!("qgate: demo tenant credentials (public, do not expose this server):");
             eprintln!("qgate:   infrai bearer key : {DEMO_BEARER}");
             eprintln!("qgate:   access key id     : {DEMO_ACCESS_KEY}");

@@ -41,9 +41,7 @@ fn receipt_key(dir: &Path) -> Result<ReceiptKey, String> {
     let path = dir.join("qgate.key");
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let key: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| format!("{} is not a 32-byte key", path.display()))?;
+            let key: [u8; 32] = bytes.try_into().map_err(|_| format!("{} is not a 32-byte key", path.display()))?;
             Ok(ReceiptKey::new(key))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -52,9 +50,7 @@ fn receipt_key(dir: &Path) -> Result<ReceiptKey, String> {
             opts.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts
-                .open(&path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let mut f = opts.open(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             f.write_all(&key)
                 .and_then(|_| f.sync_all())
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -72,17 +68,10 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
     let mut opts = SledOptions::new(config.data_dir.join("store"));
     opts.cache_bytes = config.store.cache_mb.max(1) * 1024 * 1024;
     opts.flush_every_ms = config.store.flush_every_ms;
-    let store =
-        Arc::new(SledStore::open(&opts).map_err(|e| format!("cannot open the store: {e}"))?);
-    let broker = Broker::open(store.clone(), clock, key)
-        .map_err(|e| format!("cannot load the store: {e}"))?;
+    let store = Arc::new(SledStore::open(&opts).map_err(|e| format!("cannot open the store: {e}"))?);
+    let broker = Broker::open(store.clone(), clock, key).map_err(|e| format!("cannot load the store: {e}"))?;
     let push = PushManager::new(broker.clone(), config.push.clone());
-    let state = AppState {
-        broker,
-        auth: Arc::new(Auth::from_config(&config)),
-        config: Arc::new(config),
-        push,
-    };
+    let state = AppState { broker, auth: Arc::new(Auth::from_config(&config)), config: Arc::new(config), push };
     Ok(Opened { state, store })
 }
 
@@ -106,9 +95,7 @@ pub fn app(state: AppState) -> Router {
 async fn maintenance(broker: Arc<Broker>) {
     while !broker.is_shutting_down() {
         let now = broker.now();
-        let next = broker
-            .next_event()
-            .map_or(now + 1000, |n| n.clamp(now + 10, now + 1000));
+        let next = broker.next_event().map_or(now + 1000, |n| n.clamp(now + 10, now + 1000));
         tokio::select! {
             _ = broker.clock().sleep_until(next) => {}
             _ = broker.shutdown_notify.notified() => return,

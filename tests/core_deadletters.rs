@@ -4,35 +4,19 @@
 mod common;
 
 use common::*;
-use qgate::core::model::{
-    DEFAULT_GROUP, DeadLetterPolicy, DeadLetterTarget, DeadReason, NewMessage, QueueConfig,
-};
+use qgate::core::model::{DEFAULT_GROUP, DeadLetterPolicy, DeadLetterTarget, DeadReason, NewMessage, QueueConfig};
 use qgate::core::{CoreError, Queue, ReceiveOptions, RedriveSelector};
 
 fn one() -> ReceiveOptions {
-    ReceiveOptions {
-        wait_ms: Some(0),
-        ..ReceiveOptions::new(1)
-    }
+    ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(1) }
 }
 
 fn policy(max: u32, target: DeadLetterTarget) -> QueueConfig {
-    QueueConfig {
-        dead_letter: Some(DeadLetterPolicy {
-            max_failures: max,
-            target,
-        }),
-        ..work()
-    }
+    QueueConfig { dead_letter: Some(DeadLetterPolicy { max_failures: max, target }), ..work() }
 }
 
 async fn fail(env: &Env, q: &std::sync::Arc<Queue>) -> bool {
-    let d = env
-        .broker
-        .receive(q, DEFAULT_GROUP, one())
-        .await
-        .unwrap()
-        .remove(0);
+    let d = env.broker.receive(q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     env.broker.nack(q, &d.handle, false).await.unwrap()
 }
 
@@ -40,34 +24,17 @@ async fn fail(env: &Env, q: &std::sync::Arc<Queue>) -> bool {
 async fn dead_lettered_exactly_at_the_threshold_into_the_own_store() {
     let env = Env::new();
     let q = env.queue("q", policy(3, DeadLetterTarget::Own)).await;
-    let id = env
-        .broker
-        .publish(&q, vec![NewMessage::text("m")])
-        .await
-        .unwrap()[0]
-        .id;
+    let id = env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap()[0].id;
     assert!(fail(&env, &q).await, "failure 1: requeued");
     assert!(fail(&env, &q).await, "failure 2: requeued");
-    assert!(
-        !fail(&env, &q).await,
-        "failure 3 reaches max_failures: dead"
-    );
-    assert!(
-        env.broker
-            .receive(&q, DEFAULT_GROUP, one())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(!fail(&env, &q).await, "failure 3 reaches max_failures: dead");
+    assert!(env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().is_empty());
     let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
     assert_eq!((s.ready, s.in_flight, s.dead), (0, 0, 1));
     let page = env.broker.dead_letters(&q, None, 10).unwrap();
     assert_eq!(page.items.len(), 1);
     let dl = &page.items[0];
-    assert_eq!(
-        (dl.meta.id, dl.reason, dl.deliveries, dl.failures),
-        (id, DeadReason::MaxDeliveries, 3, 3)
-    );
+    assert_eq!((dl.meta.id, dl.reason, dl.deliveries, dl.failures), (id, DeadReason::MaxDeliveries, 3, 3));
     assert_eq!(dl.source_queue, q.id());
 }
 
@@ -75,16 +42,8 @@ async fn dead_lettered_exactly_at_the_threshold_into_the_own_store() {
 async fn nack_without_requeue_dead_letters_at_once() {
     let env = Env::new();
     let q = env.queue("q", policy(5, DeadLetterTarget::Own)).await;
-    env.broker
-        .publish(&q, vec![NewMessage::text("m")])
-        .await
-        .unwrap();
-    let d = env
-        .broker
-        .receive(&q, DEFAULT_GROUP, one())
-        .await
-        .unwrap()
-        .remove(0);
+    env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
+    let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     assert!(!env.broker.nack(&q, &d.handle, true).await.unwrap());
     let page = env.broker.dead_letters(&q, None, 10).unwrap();
     assert_eq!(page.items[0].reason, DeadReason::Nacked);
@@ -94,9 +53,7 @@ async fn nack_without_requeue_dead_letters_at_once() {
 async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home() {
     let env = Env::new();
     let dlq = env.queue("dlq", work()).await;
-    let q = env
-        .queue("q", policy(1, DeadLetterTarget::Queue(dlq.id())))
-        .await;
+    let q = env.queue("q", policy(1, DeadLetterTarget::Queue(dlq.id()))).await;
     let ids: Vec<_> = env
         .broker
         .publish(&q, vec![NewMessage::text("a"), NewMessage::text("b")])
@@ -108,11 +65,7 @@ async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home
     assert!(!fail(&env, &q).await);
     env.advance(secs(10));
     assert!(!fail(&env, &q).await);
-    assert_eq!(
-        env.broker.stats(&q, DEFAULT_GROUP).unwrap().produced,
-        0,
-        "moved out of the source"
-    );
+    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().produced, 0, "moved out of the source");
     // In the target they are ordinary messages that keep their ids.
     let ds = env.broker.stats(&dlq, DEFAULT_GROUP).unwrap();
     assert_eq!(ds.ready, 2);
@@ -129,31 +82,12 @@ async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home
     assert!(page2.next.is_none());
 
     // Redrive since t=10s takes only the second; then all takes the rest.
-    assert_eq!(
-        env.broker
-            .redrive(&q, RedriveSelector::Since(T0 + 10_000), 100)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        env.broker
-            .redrive(&q, RedriveSelector::All, 100)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(env.broker.redrive(&q, RedriveSelector::Since(T0 + 10_000), 100).await.unwrap(), 1);
+    assert_eq!(env.broker.redrive(&q, RedriveSelector::All, 100).await.unwrap(), 1);
     assert_eq!(env.broker.stats(&dlq, DEFAULT_GROUP).unwrap().produced, 0);
     let back = env
         .broker
-        .receive(
-            &q,
-            DEFAULT_GROUP,
-            ReceiveOptions {
-                wait_ms: Some(0),
-                ..ReceiveOptions::new(10)
-            },
-        )
+        .receive(&q, DEFAULT_GROUP, ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(10) })
         .await
         .unwrap();
     let mut got: Vec<_> = back.iter().map(|d| (d.meta.id, d.deliveries)).collect();
@@ -162,72 +96,38 @@ async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home
     want.sort();
     assert_eq!(got, want, "same ids, attempts reset");
     // Acking a redriven message by its (original) id works.
-    env.broker
-        .ack_id(&q, DEFAULT_GROUP, back[0].meta.id)
-        .await
-        .unwrap();
+    env.broker.ack_id(&q, DEFAULT_GROUP, back[0].meta.id).await.unwrap();
 }
 
 #[tokio::test]
 async fn redrive_one_from_the_own_store() {
     let env = Env::new();
     let q = env.queue("q", policy(1, DeadLetterTarget::Own)).await;
-    let metas = env
-        .broker
-        .publish(&q, vec![NewMessage::text("a"), NewMessage::text("b")])
-        .await
-        .unwrap();
+    let metas = env.broker.publish(&q, vec![NewMessage::text("a"), NewMessage::text("b")]).await.unwrap();
     fail(&env, &q).await;
     fail(&env, &q).await;
-    assert_eq!(
-        env.broker
-            .redrive(&q, RedriveSelector::One(metas[1].id), 100)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(env.broker.redrive(&q, RedriveSelector::One(metas[1].id), 100).await.unwrap(), 1);
     assert!(matches!(
-        env.broker
-            .redrive(&q, RedriveSelector::One(metas[1].id), 100)
-            .await,
+        env.broker.redrive(&q, RedriveSelector::One(metas[1].id), 100).await,
         Err(CoreError::MessageNotFound)
     ));
-    let d = env
-        .broker
-        .receive(&q, DEFAULT_GROUP, one())
-        .await
-        .unwrap()
-        .remove(0);
+    let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     assert_eq!((d.meta.id, d.deliveries), (metas[1].id, 1));
     assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().dead, 1);
     // max limits a bulk redrive.
-    assert_eq!(
-        env.broker
-            .redrive(&q, RedriveSelector::All, 0)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(env.broker.redrive(&q, RedriveSelector::All, 0).await.unwrap(), 0);
 }
 
 #[tokio::test]
 async fn a_vanished_target_keeps_dead_letters_at_home() {
     let env = Env::new();
     let dlq = env.queue("dlq", work()).await;
-    let q = env
-        .queue("q", policy(1, DeadLetterTarget::Queue(dlq.id())))
-        .await;
+    let q = env.queue("q", policy(1, DeadLetterTarget::Queue(dlq.id()))).await;
     env.broker.delete_queue(&dlq).await.unwrap();
-    env.broker
-        .publish(&q, vec![NewMessage::text("a")])
-        .await
-        .unwrap();
+    env.broker.publish(&q, vec![NewMessage::text("a")]).await.unwrap();
     fail(&env, &q).await;
     assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().dead, 1);
-    assert_eq!(
-        env.broker.dead_letters(&q, None, 10).unwrap().items.len(),
-        1
-    );
+    assert_eq!(env.broker.dead_letters(&q, None, 10).unwrap().items.len(), 1);
 }
 
 #[tokio::test]
@@ -235,21 +135,10 @@ async fn dead_letter_target_must_exist_and_not_be_itself() {
     let env = Env::new();
     let q = env.queue("q", work()).await;
     let r = env.broker.update_queue(&q, |c| {
-        c.dead_letter = Some(DeadLetterPolicy {
-            max_failures: 1,
-            target: DeadLetterTarget::Queue(q.id()),
-        });
+        c.dead_letter = Some(DeadLetterPolicy { max_failures: 1, target: DeadLetterTarget::Queue(q.id()) });
         Ok(())
     });
     assert!(matches!(r.await, Err(CoreError::InvalidArgument(_))));
-    let r = env
-        .broker
-        .create_queue(
-            "t",
-            "x",
-            policy(1, DeadLetterTarget::Queue(uuid::Uuid::new_v4())),
-            None,
-        )
-        .await;
+    let r = env.broker.create_queue("t", "x", policy(1, DeadLetterTarget::Queue(uuid::Uuid::new_v4())), None).await;
     assert!(matches!(r, Err(CoreError::QueueNotFound)));
 }

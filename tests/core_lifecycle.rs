@@ -9,59 +9,26 @@ use qgate::core::model::{
 use qgate::core::{Idempotent, ReceiveOptions};
 
 fn all() -> ReceiveOptions {
-    ReceiveOptions {
-        wait_ms: Some(0),
-        ..ReceiveOptions::new(100)
-    }
+    ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(100) }
 }
 
 #[tokio::test]
 async fn retention_expires_messages_whatever_their_state() {
     let env = Env::new();
-    let q = env
-        .queue(
-            "q",
-            QueueConfig {
-                retention_secs: 60,
-                ..work()
-            },
-        )
-        .await;
-    env.broker
-        .publish(
-            &q,
-            vec![
-                NewMessage::text("old-leased"),
-                NewMessage::text("old-ready"),
-            ],
-        )
-        .await
-        .unwrap();
+    let q = env.queue("q", QueueConfig { retention_secs: 60, ..work() }).await;
+    env.broker.publish(&q, vec![NewMessage::text("old-leased"), NewMessage::text("old-ready")]).await.unwrap();
     let leased = env
         .broker
-        .receive(
-            &q,
-            DEFAULT_GROUP,
-            ReceiveOptions {
-                wait_ms: Some(0),
-                ..ReceiveOptions::new(1)
-            },
-        )
+        .receive(&q, DEFAULT_GROUP, ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(1) })
         .await
         .unwrap();
     env.advance(secs(30));
-    env.broker
-        .publish(&q, vec![NewMessage::text("young")])
-        .await
-        .unwrap();
+    env.broker.publish(&q, vec![NewMessage::text("young")]).await.unwrap();
     env.advance(secs(30));
     env.broker.tick();
     let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
     assert_eq!((s.produced, s.ready, s.in_flight), (1, 1, 0));
-    assert!(matches!(
-        env.broker.ack(&q, &leased[0].handle).await,
-        Err(qgate::core::CoreError::ReceiptStale)
-    ));
+    assert!(matches!(env.broker.ack(&q, &leased[0].handle).await, Err(qgate::core::CoreError::ReceiptStale)));
     let got = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
     assert_eq!(got[0].body.body, b"young");
     // And it is gone from disk: a restart does not bring it back.
@@ -78,134 +45,55 @@ async fn purge_removes_live_messages_but_keeps_dead_letters() {
         .queue(
             "q",
             QueueConfig {
-                dead_letter: Some(DeadLetterPolicy {
-                    max_failures: 1,
-                    target: DeadLetterTarget::Own,
-                }),
+                dead_letter: Some(DeadLetterPolicy { max_failures: 1, target: DeadLetterTarget::Own }),
                 ..work()
             },
         )
         .await;
     env.broker
-        .publish(
-            &q,
-            vec![
-                NewMessage::text("dead"),
-                NewMessage::text("leased"),
-                NewMessage::text("ready"),
-            ],
-        )
+        .publish(&q, vec![NewMessage::text("dead"), NewMessage::text("leased"), NewMessage::text("ready")])
         .await
         .unwrap();
-    env.broker
-        .publish(
-            &q,
-            vec![NewMessage {
-                delay_ms: Some(60_000),
-                ..NewMessage::text("delayed")
-            }],
-        )
-        .await
-        .unwrap();
+    env.broker.publish(&q, vec![NewMessage { delay_ms: Some(60_000), ..NewMessage::text("delayed") }]).await.unwrap();
     let d = env
         .broker
-        .receive(
-            &q,
-            DEFAULT_GROUP,
-            ReceiveOptions {
-                wait_ms: Some(0),
-                ..ReceiveOptions::new(1)
-            },
-        )
+        .receive(&q, DEFAULT_GROUP, ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(1) })
         .await
         .unwrap();
     env.broker.nack(&q, &d[0].handle, false).await.unwrap();
-    env.broker
-        .receive(
-            &q,
-            DEFAULT_GROUP,
-            ReceiveOptions {
-                wait_ms: Some(0),
-                ..ReceiveOptions::new(1)
-            },
-        )
-        .await
-        .unwrap();
+    env.broker.receive(&q, DEFAULT_GROUP, ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(1) }).await.unwrap();
     assert_eq!(env.broker.purge(&q).await.unwrap(), 3);
     let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
     assert_eq!((s.ready, s.in_flight, s.delayed, s.dead), (0, 0, 0, 1));
     env.advance(secs(61));
-    assert!(
-        env.broker
-            .receive(&q, DEFAULT_GROUP, all())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn idempotency_replays_for_a_day_and_survives_restart() {
     let env = Env::new();
     let fp = [1u8; 32];
-    let Idempotent::Proceed(t) = env
-        .broker
-        .idempotency_begin("t", "queue.publish", "k1", fp)
-        .await
-    else {
+    let Idempotent::Proceed(t) = env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await else {
         panic!("a new key proceeds");
     };
-    env.broker
-        .idempotency_finish(t, 201, b"{\"message_id\":\"X\"}".to_vec())
-        .await
-        .unwrap();
-    match env
-        .broker
-        .idempotency_begin("t", "queue.publish", "k1", fp)
-        .await
-    {
-        Idempotent::Replay { status, body } => assert_eq!(
-            (status, body.as_slice()),
-            (201, &b"{\"message_id\":\"X\"}"[..])
-        ),
+    env.broker.idempotency_finish(t, 201, b"{\"message_id\":\"X\"}".to_vec()).await.unwrap();
+    match env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await {
+        Idempotent::Replay { status, body } => {
+            assert_eq!((status, body.as_slice()), (201, &b"{\"message_id\":\"X\"}"[..]))
+        }
         _ => panic!("same key, same fingerprint: replay"),
     }
-    assert!(matches!(
-        env.broker
-            .idempotency_begin("t", "queue.publish", "k1", [2; 32])
-            .await,
-        Idempotent::Mismatch
-    ));
+    assert!(matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", [2; 32]).await, Idempotent::Mismatch));
     // Scoped per namespace and capability.
-    assert!(matches!(
-        env.broker
-            .idempotency_begin("u", "queue.publish", "k1", [2; 32])
-            .await,
-        Idempotent::Proceed(_)
-    ));
-    assert!(matches!(
-        env.broker
-            .idempotency_begin("t", "queue.create", "k1", [2; 32])
-            .await,
-        Idempotent::Proceed(_)
-    ));
+    assert!(matches!(env.broker.idempotency_begin("u", "queue.publish", "k1", [2; 32]).await, Idempotent::Proceed(_)));
+    assert!(matches!(env.broker.idempotency_begin("t", "queue.create", "k1", [2; 32]).await, Idempotent::Proceed(_)));
 
     let env = env.restart();
-    assert!(matches!(
-        env.broker
-            .idempotency_begin("t", "queue.publish", "k1", fp)
-            .await,
-        Idempotent::Replay { .. }
-    ));
+    assert!(matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await, Idempotent::Replay { .. }));
     env.advance(secs(24 * 3600));
     env.broker.tick();
     assert!(
-        matches!(
-            env.broker
-                .idempotency_begin("t", "queue.publish", "k1", [3; 32])
-                .await,
-            Idempotent::Proceed(_)
-        ),
+        matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", [3; 32]).await, Idempotent::Proceed(_)),
         "forgotten after 24 h"
     );
 }
@@ -217,57 +105,23 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
         .queue(
             "q",
             QueueConfig {
-                dead_letter: Some(DeadLetterPolicy {
-                    max_failures: 1,
-                    target: DeadLetterTarget::Own,
-                }),
+                dead_letter: Some(DeadLetterPolicy { max_failures: 1, target: DeadLetterTarget::Own }),
                 ..work()
             },
         )
         .await;
     let metas = env
         .broker
-        .publish(
-            &q,
-            vec![
-                NewMessage::text("dead"),
-                NewMessage::text("leased"),
-                NewMessage::text("ready"),
-            ],
-        )
+        .publish(&q, vec![NewMessage::text("dead"), NewMessage::text("leased"), NewMessage::text("ready")])
         .await
         .unwrap();
-    env.broker
-        .publish(
-            &q,
-            vec![NewMessage {
-                delay_ms: Some(60_000),
-                ..NewMessage::text("delayed")
-            }],
-        )
-        .await
-        .unwrap();
-    let one = || ReceiveOptions {
-        wait_ms: Some(0),
-        ..ReceiveOptions::new(1)
-    };
-    let d = env
-        .broker
-        .receive(&q, DEFAULT_GROUP, one())
-        .await
-        .unwrap()
-        .remove(0);
+    env.broker.publish(&q, vec![NewMessage { delay_ms: Some(60_000), ..NewMessage::text("delayed") }]).await.unwrap();
+    let one = || ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(1) };
+    let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     env.broker.nack(&q, &d.handle, false).await.unwrap();
     let leased = env
         .broker
-        .receive(
-            &q,
-            DEFAULT_GROUP,
-            ReceiveOptions {
-                lease_ms: Some(120_000),
-                ..one()
-            },
-        )
+        .receive(&q, DEFAULT_GROUP, ReceiveOptions { lease_ms: Some(120_000), ..one() })
         .await
         .unwrap()
         .remove(0);
@@ -294,17 +148,10 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
     assert_eq!(env.broker.subscriptions(), vec![sub]);
     // The lease and its handle survived: still invisible, and the old handle acks.
     let got = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
-    assert_eq!(
-        got.iter().map(|d| d.meta.id).collect::<Vec<_>>(),
-        [metas[2].id]
-    );
+    assert_eq!(got.iter().map(|d| d.meta.id).collect::<Vec<_>>(), [metas[2].id]);
     env.broker.ack(&q, &leased.handle).await.unwrap();
     // New messages get new ids (sequences are never reused).
-    let m = env
-        .broker
-        .publish(&q, vec![NewMessage::text("after")])
-        .await
-        .unwrap();
+    let m = env.broker.publish(&q, vec![NewMessage::text("after")]).await.unwrap();
     assert!(metas.iter().all(|old| old.id != m[0].id));
 }
 
@@ -312,23 +159,13 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
 async fn sequences_are_not_reused_after_the_queue_empties() {
     let env = Env::new();
     let q = env.queue("q", work()).await;
-    let first = env
-        .broker
-        .publish(&q, vec![NewMessage::text("a")])
-        .await
-        .unwrap()[0]
-        .id;
+    let first = env.broker.publish(&q, vec![NewMessage::text("a")]).await.unwrap()[0].id;
     let d = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
     env.broker.ack(&q, &d[0].handle).await.unwrap();
     drop(q);
     let env = env.restart();
     let q = env.broker.queue("t", "q").unwrap();
-    let second = env
-        .broker
-        .publish(&q, vec![NewMessage::text("b")])
-        .await
-        .unwrap()[0]
-        .id;
+    let second = env.broker.publish(&q, vec![NewMessage::text("b")]).await.unwrap()[0].id;
     assert_ne!(first, second);
 }
 
@@ -338,10 +175,7 @@ async fn work_queue_forgets_acked_messages_log_queue_keeps_them() {
     let w = env.queue("w", work()).await;
     let l = env.queue("l", log_queue(None)).await;
     for q in [&w, &l] {
-        env.broker
-            .publish(q, vec![NewMessage::text("m")])
-            .await
-            .unwrap();
+        env.broker.publish(q, vec![NewMessage::text("m")]).await.unwrap();
         let d = env.broker.receive(q, DEFAULT_GROUP, all()).await.unwrap();
         env.broker.ack(q, &d[0].handle).await.unwrap();
     }
@@ -354,20 +188,7 @@ async fn work_queue_forgets_acked_messages_log_queue_keeps_them() {
 async fn create_reports_an_existing_queue_and_updates_persist() {
     let env = Env::new();
     let q = env.queue("q", work()).await;
-    match env
-        .broker
-        .create_queue(
-            "t",
-            "q",
-            QueueConfig {
-                delay_secs: 9,
-                ..work()
-            },
-            None,
-        )
-        .await
-        .unwrap()
-    {
+    match env.broker.create_queue("t", "q", QueueConfig { delay_secs: 9, ..work() }, None).await.unwrap() {
         qgate::core::CreateOutcome::Exists(rec) => assert_eq!(rec.config.delay_secs, 0),
         _ => panic!("exists"),
     }
@@ -376,10 +197,7 @@ async fn create_reports_an_existing_queue_and_updates_persist() {
         env.broker.create_queue("t", "r", work(), Some(1)).await,
         Err(qgate::core::CoreError::QuotaExceeded(_))
     ));
-    env.broker
-        .create_queue("other", "q", work(), Some(1))
-        .await
-        .unwrap();
+    env.broker.create_queue("other", "q", work(), Some(1)).await.unwrap();
     env.advance(secs(5));
     env.broker
         .update_queue(&q, |c| {
@@ -391,14 +209,7 @@ async fn create_reports_an_existing_queue_and_updates_persist() {
     drop(q);
     let env = env.restart();
     let rec = env.broker.queue("t", "q").unwrap().record();
-    assert_eq!(
-        (
-            rec.config.visibility_timeout_secs,
-            rec.modified_at,
-            rec.created_at
-        ),
-        (99, T0 + 5_000, T0)
-    );
+    assert_eq!((rec.config.visibility_timeout_secs, rec.modified_at, rec.created_at), (99, T0 + 5_000, T0));
     let (names, more) = env.broker.list_queues("t", "", None, 10);
     assert_eq!((names.len(), more), (1, false));
 }

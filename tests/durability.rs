@@ -54,7 +54,8 @@ fn start(dir: &Path) -> (Child, String) {
 }
 
 async fn call(c: &reqwest::Client, base: &str, path: &str, body: Value) -> Result<(u16, Value), reqwest::Error> {
-    let r = c.post(format!("{base}{path}")).header("authorization", "Bearer ifr_k").body(body.to_string()).send().await?;
+    let r =
+        c.post(format!("{base}{path}")).header("authorization", "Bearer ifr_k").body(body.to_string()).send().await?;
     let status = r.status().as_u16();
     let text = r.text().await?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -100,9 +101,14 @@ async fn answered_publishes_survive_kill_9() {
     let (mut child, base) = start(dir.path());
     let mut found = HashSet::new();
     loop {
-        let (s, v) = call(&c, &base, "/v1/queue/consume", json!({"queue": "d", "max_messages": 100, "visibility_timeout": 3600}))
-            .await
-            .unwrap();
+        let (s, v) = call(
+            &c,
+            &base,
+            "/v1/queue/consume",
+            json!({"queue": "d", "max_messages": 100, "visibility_timeout": 3600}),
+        )
+        .await
+        .unwrap();
         assert_eq!(s, 200);
         let msgs = v["messages"].as_array().unwrap();
         if msgs.is_empty() {
@@ -113,7 +119,13 @@ async fn answered_publishes_survive_kill_9() {
         }
     }
     let lost: Vec<&String> = answered.difference(&found).collect();
-    assert!(lost.is_empty(), "{} of {} answered publishes were lost, e.g. {:?}", lost.len(), answered.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered publishes were lost, e.g. {:?}",
+        lost.len(),
+        answered.len(),
+        &lost[..lost.len().min(5)]
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

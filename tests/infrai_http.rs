@@ -70,7 +70,9 @@ fn err(r: &Resp, status: u16, code: &str) {
 async fn the_seed_curl_examples_work_verbatim() {
     let api = Api::new().await;
     assert_eq!(api.post("/v1/queue/create", json!({"name": "orders"})).await.status, 201);
-    let r = api.post("/v1/queue/publish", json!({"queue": "orders", "payload": {"order_id": "o_123"}, "priority": 5})).await;
+    let r = api
+        .post("/v1/queue/publish", json!({"queue": "orders", "payload": {"order_id": "o_123"}, "priority": 5}))
+        .await;
     assert_eq!(r.status, 201);
     assert!(r.body["message_id"].as_str().is_some());
     assert_eq!(api.get("/v1/queue/get/orders").await.status, 200);
@@ -90,7 +92,10 @@ async fn the_seed_curl_examples_work_verbatim() {
     let r = api.post("/v1/queue/dlq/redrive/orders", json!({"queue": "orders", "max_messages": 100})).await;
     assert_eq!((r.status, &r.body), (200, &json!({"queue": "orders", "redriven": 0})));
     let r = api
-        .post("/v1/queue/push_subscribe/orders", json!({"queue": "orders", "forward_to": "https://127.0.0.1:9/order-handler"}))
+        .post(
+            "/v1/queue/push_subscribe/orders",
+            json!({"queue": "orders", "forward_to": "https://127.0.0.1:9/order-handler"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["url"], "https://127.0.0.1:9/order-handler");
@@ -124,12 +129,22 @@ async fn queue_records_defaults_update_list_and_delete() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
-        (&r.body["dead_letter_queue"], &r.body["max_retries"], &r.body["visibility_timeout_default"], &r.body["message_retention_days"], &r.body["enable_priority"]),
+        (
+            &r.body["dead_letter_queue"],
+            &r.body["max_retries"],
+            &r.body["visibility_timeout_default"],
+            &r.body["message_retention_days"],
+            &r.body["enable_priority"]
+        ),
         (&json!("jobs-dlq"), &json!(2), &json!(60), &json!(7), &json!(true))
     );
     assert_eq!(api.get("/v1/queue/get/jobs").await.body, r.body);
     err(&api.call("PATCH", "/v1/queue/update/jobs", Some(json!({"type": "fifo"}))).await, 400, "INVALID_ARGUMENT");
-    err(&api.call("PATCH", "/v1/queue/update/jobs", Some(json!({"dead_letter_queue": "jobs"}))).await, 400, "INVALID_ARGUMENT");
+    err(
+        &api.call("PATCH", "/v1/queue/update/jobs", Some(json!({"dead_letter_queue": "jobs"}))).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
     err(&api.call("PATCH", "/v1/queue/update/nope", Some(json!({}))).await, 404, "QUEUE_NOT_FOUND");
 
     // Paging by name with an opaque cursor; no next_cursor on the last page.
@@ -166,10 +181,22 @@ async fn create_validation_and_idempotency() {
     err(&api.post("/v1/queue/create", json!({"name": "q", "type": "lifo"})).await, 400, "INVALID_ARGUMENT");
     err(&api.post("/v1/queue/create", json!({"name": "q", "max_retries": "3"})).await, 400, "INVALID_ARGUMENT");
     err(&api.post("/v1/queue/create", json!({"name": "q", "max_retries": -1})).await, 400, "INVALID_ARGUMENT");
-    err(&api.post("/v1/queue/create", json!({"name": "q", "message_retention_days": 15})).await, 400, "INVALID_ARGUMENT");
-    err(&api.post("/v1/queue/create", json!({"name": "q", "visibility_timeout_default": 0})).await, 400, "INVALID_ARGUMENT");
+    err(
+        &api.post("/v1/queue/create", json!({"name": "q", "message_retention_days": 15})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    err(
+        &api.post("/v1/queue/create", json!({"name": "q", "visibility_timeout_default": 0})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
     err(&api.post("/v1/queue/create", json!({"name": "q", "enable_priority": "yes"})).await, 400, "INVALID_ARGUMENT");
-    err(&api.post("/v1/queue/create", json!({"name": "q", "dead_letter_queue": "missing"})).await, 404, "QUEUE_NOT_FOUND");
+    err(
+        &api.post("/v1/queue/create", json!({"name": "q", "dead_letter_queue": "missing"})).await,
+        404,
+        "QUEUE_NOT_FOUND",
+    );
     err(&api.post("/v1/queue/create", json!({"name": "q", "dead_letter_queue": "q"})).await, 400, "INVALID_ARGUMENT");
     assert_eq!(api.get("/v1/queue/list").await.body["items"], json!([]), "nothing was created");
 
@@ -179,16 +206,26 @@ async fn create_validation_and_idempotency() {
     assert_eq!(first.body["type"], "fifo");
     let replay = api.post("/v1/queue/create", body).await;
     assert_eq!((replay.status, &replay.body), (201, &first.body), "same key, same body: the first answer");
-    err(&api.post("/v1/queue/create", json!({"name": "q", "idempotency_key": "create-q"})).await, 409, "IDEMPOTENCY_KEY_REUSED");
+    err(
+        &api.post("/v1/queue/create", json!({"name": "q", "idempotency_key": "create-q"})).await,
+        409,
+        "IDEMPOTENCY_KEY_REUSED",
+    );
     err(&api.post("/v1/queue/create", json!({"name": "q"})).await, 409, "QUEUE_ALREADY_EXISTS");
-    err(&api.post("/v1/queue/create", json!({"name": "q", "idempotency_key": "other"})).await, 409, "QUEUE_ALREADY_EXISTS");
+    err(
+        &api.post("/v1/queue/create", json!({"name": "q", "idempotency_key": "other"})).await,
+        409,
+        "QUEUE_ALREADY_EXISTS",
+    );
 }
 
 #[tokio::test]
 async fn publish_consume_ack_and_lease_expiry() {
     let api = Api::new().await;
     api.post("/v1/queue/create", json!({"name": "q", "visibility_timeout_default": 10})).await;
-    let id = api.post("/v1/queue/publish", json!({"queue": "q", "payload": {"hello": "world"}})).await.body["message_id"].clone();
+    let id =
+        api.post("/v1/queue/publish", json!({"queue": "q", "payload": {"hello": "world"}})).await.body["message_id"]
+            .clone();
     let r = api.post("/v1/queue/consume", json!({"queue": "q", "max_messages": 5})).await;
     let m = &r.body["messages"][0];
     assert_eq!(m["message_id"], id);
@@ -247,10 +284,17 @@ async fn nack_retries_dead_letters_and_redrive() {
     assert_eq!(api.get("/v1/queue/stats/q").await.body["dlq"], 1);
     let l = api.get("/v1/queue/dlq/list/q").await.body;
     let item = &l["items"][0];
-    assert_eq!((&item["message_id"], &item["payload"], &item["reason"], &item["attempts"]), (&id, &json!("p"), &json!("max_retries"), &json!(2)));
+    assert_eq!(
+        (&item["message_id"], &item["payload"], &item["reason"], &item["attempts"]),
+        (&id, &json!("p"), &json!("max_retries"), &json!(2))
+    );
     assert_eq!(item["dead_lettered_at"], "2024-01-01T00:00:05Z");
     assert!(l.get("next_cursor").is_none());
-    err(&api.post("/v1/queue/dlq/redrive/q", json!({"message_id": "00000000000000000000000000000000"})).await, 404, "MESSAGE_NOT_FOUND");
+    err(
+        &api.post("/v1/queue/dlq/redrive/q", json!({"message_id": "00000000000000000000000000000000"})).await,
+        404,
+        "MESSAGE_NOT_FOUND",
+    );
     err(&api.post("/v1/queue/dlq/redrive/q", json!({"since": "yesterday"})).await, 400, "INVALID_ARGUMENT");
     let r = api.post("/v1/queue/dlq/redrive/q", json!({"message_id": id})).await;
     assert_eq!(r.body, json!({"queue": "q", "redriven": 1}));
@@ -261,12 +305,16 @@ async fn nack_retries_dead_letters_and_redrive() {
     let a = api.post("/v1/queue/publish", json!({"queue": "own", "payload": 1})).await.body["message_id"].clone();
     let b = api.post("/v1/queue/publish", json!({"queue": "own", "payload": 2})).await.body["message_id"].clone();
     api.post("/v1/queue/consume", json!({"queue": "own", "max_messages": 2})).await;
-    assert_eq!(api.post("/v1/queue/nack", json!({"queue": "own", "message_id": a, "requeue": false})).await.body["requeued"], false);
+    assert_eq!(
+        api.post("/v1/queue/nack", json!({"queue": "own", "message_id": a, "requeue": false})).await.body["requeued"],
+        false
+    );
     api.advance(60);
     api.post("/v1/queue/nack", json!({"queue": "own", "message_id": b, "requeue": false})).await;
     let l = api.get("/v1/queue/dlq/list/own?limit=1").await.body;
     assert_eq!(l["items"][0]["reason"], "nacked");
-    let l2 = api.get(&format!("/v1/queue/dlq/list/own?limit=1&cursor={}", l["next_cursor"].as_str().unwrap())).await.body;
+    let l2 =
+        api.get(&format!("/v1/queue/dlq/list/own?limit=1&cursor={}", l["next_cursor"].as_str().unwrap())).await.body;
     assert_eq!(l2["items"][0]["message_id"], b);
     let r = api.post("/v1/queue/dlq/redrive/own", json!({"since": "2024-01-01T08:00:30+08:00"})).await;
     assert_eq!(r.body["redriven"], 1, "since is RFC 3339 with any offset (08:00:30+08:00 = 00:00:30Z)");
@@ -284,10 +332,23 @@ async fn priority_fifo_and_delay() {
             api.post("/v1/queue/publish", json!({"queue": q, "payload": pr, "priority": pr})).await;
         }
     }
-    let order = |v: Value| v["messages"].as_array().unwrap().iter().map(|m| m["payload"].as_i64().unwrap()).collect::<Vec<_>>();
-    assert_eq!(order(api.post("/v1/queue/consume", json!({"queue": "p", "max_messages": 10})).await.body), [16, 8, 1], "higher first");
-    assert_eq!(order(api.post("/v1/queue/consume", json!({"queue": "plain", "max_messages": 10})).await.body), [1, 16, 8], "enqueue order");
-    err(&api.post("/v1/queue/publish", json!({"queue": "p", "payload": 1, "priority": 17})).await, 400, "INVALID_ARGUMENT");
+    let order =
+        |v: Value| v["messages"].as_array().unwrap().iter().map(|m| m["payload"].as_i64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(
+        order(api.post("/v1/queue/consume", json!({"queue": "p", "max_messages": 10})).await.body),
+        [16, 8, 1],
+        "higher first"
+    );
+    assert_eq!(
+        order(api.post("/v1/queue/consume", json!({"queue": "plain", "max_messages": 10})).await.body),
+        [1, 16, 8],
+        "enqueue order"
+    );
+    err(
+        &api.post("/v1/queue/publish", json!({"queue": "p", "payload": 1, "priority": 17})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
 
     api.post("/v1/queue/create", json!({"name": "f", "type": "fifo"})).await;
     for i in 1..=3 {
@@ -295,9 +356,17 @@ async fn priority_fifo_and_delay() {
     }
     let first = api.post("/v1/queue/consume", json!({"queue": "f"})).await.body;
     assert_eq!(order(first.clone()), [1]);
-    assert_eq!(order(api.post("/v1/queue/consume", json!({"queue": "f", "max_messages": 10})).await.body), Vec::<i64>::new(), "head-of-line");
+    assert_eq!(
+        order(api.post("/v1/queue/consume", json!({"queue": "f", "max_messages": 10})).await.body),
+        Vec::<i64>::new(),
+        "head-of-line"
+    );
     api.post("/v1/queue/nack", json!({"queue": "f", "message_id": first["messages"][0]["message_id"]})).await;
-    assert_eq!(order(api.post("/v1/queue/consume", json!({"queue": "f", "max_messages": 10})).await.body), [1, 2, 3], "the failed head first");
+    assert_eq!(
+        order(api.post("/v1/queue/consume", json!({"queue": "f", "max_messages": 10})).await.body),
+        [1, 2, 3],
+        "the failed head first"
+    );
 
     api.post("/v1/queue/create", json!({"name": "d"})).await;
     api.post("/v1/queue/publish", json!({"queue": "d", "payload": "later", "delay_seconds": 90})).await;
@@ -309,7 +378,11 @@ async fn priority_fifo_and_delay() {
     assert_eq!(api.post("/v1/queue/consume", json!({"queue": "d"})).await.body["messages"][0]["payload"], "sooner");
     api.advance(90);
     assert_eq!(api.post("/v1/queue/consume", json!({"queue": "d"})).await.body["messages"][0]["payload"], "later");
-    err(&api.post("/v1/queue/publish", json!({"queue": "d", "payload": 1, "delay_seconds": 901})).await, 400, "INVALID_ARGUMENT");
+    err(
+        &api.post("/v1/queue/publish", json!({"queue": "d", "payload": 1, "delay_seconds": 901})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
 }
 
 #[tokio::test]
@@ -321,7 +394,11 @@ async fn publish_batch_is_all_or_nothing_and_ordered() {
     err(&api.post("/v1/queue/publish_batch", json!({"queue": "q", "messages": []})).await, 400, "INVALID_ARGUMENT");
     let many: Vec<Value> = (0..101).map(|i| json!({"payload": i})).collect();
     err(&api.post("/v1/queue/publish_batch", json!({"queue": "q", "messages": many})).await, 400, "INVALID_ARGUMENT");
-    err(&api.post("/v1/queue/publish_batch", json!({"queue": "q", "messages": [{"nopayload": 1}]})).await, 400, "INVALID_ARGUMENT");
+    err(
+        &api.post("/v1/queue/publish_batch", json!({"queue": "q", "messages": [{"nopayload": 1}]})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
     err(&api.post("/v1/queue/publish_batch", json!({"queue": "q", "messages": "x"})).await, 400, "INVALID_ARGUMENT");
     assert_eq!(api.get("/v1/queue/stats/q").await.body["available"], 0, "a failed batch writes nothing");
 
@@ -335,15 +412,23 @@ async fn publish_batch_is_all_or_nothing_and_ordered() {
     assert_eq!(got_ids, ids.iter().collect::<Vec<_>>(), "ids in request order");
 
     // Per-message keys dedupe against single publishes with the same key.
-    let single = api.post("/v1/queue/publish", json!({"queue": "q", "payload": "x", "idempotency_key": "m1"})).await.body;
+    let single =
+        api.post("/v1/queue/publish", json!({"queue": "q", "payload": "x", "idempotency_key": "m1"})).await.body;
     let batch = api
-        .post("/v1/queue/publish_batch", json!({"queue": "q", "messages": [{"payload": "x", "idempotency_key": "m1"}, {"payload": "y"}]}))
+        .post(
+            "/v1/queue/publish_batch",
+            json!({"queue": "q", "messages": [{"payload": "x", "idempotency_key": "m1"}, {"payload": "y"}]}),
+        )
         .await
         .body;
     assert_eq!(batch["message_ids"][0], single["message_id"]);
     assert_eq!(api.get("/v1/queue/stats/q").await.body["available"], 2, "x once, y once");
     err(
-        &api.post("/v1/queue/publish_batch", json!({"queue": "q", "messages": [{"payload": "z", "idempotency_key": "m1"}]})).await,
+        &api.post(
+            "/v1/queue/publish_batch",
+            json!({"queue": "q", "messages": [{"payload": "z", "idempotency_key": "m1"}]}),
+        )
+        .await,
         409,
         "IDEMPOTENCY_KEY_REUSED",
     );
@@ -393,12 +478,30 @@ async fn bad_input_gets_infrai_errors() {
     err(&api.raw("POST", "/v1/queue/publish", Some("{not json".into()), Some("ifr_test")).await, 400, "MALFORMED_JSON");
     err(&api.raw("POST", "/v1/queue/publish", Some("[1,2]".into()), Some("ifr_test")).await, 400, "MALFORMED_JSON");
     err(&api.raw("POST", "/v1/queue/publish", Some("".into()), Some("ifr_test")).await, 400, "MALFORMED_JSON");
-    err(&api.raw("POST", "/v1/queue/publish", Some("\u{0}\u{1}".into()), Some("ifr_test")).await, 400, "MALFORMED_JSON");
+    err(
+        &api.raw("POST", "/v1/queue/publish", Some("\u{0}\u{1}".into()), Some("ifr_test")).await,
+        400,
+        "MALFORMED_JSON",
+    );
     err(&api.post("/v1/queue/publish", json!({"queue": "q"})).await, 400, "INVALID_ARGUMENT");
     err(&api.post("/v1/queue/publish", json!({"queue": 7, "payload": 1})).await, 400, "INVALID_ARGUMENT");
     err(&api.post("/v1/queue/publish", json!({"queue": "nope", "payload": 1})).await, 404, "QUEUE_NOT_FOUND");
-    err(&api.post("/v1/queue/publish", json!({"queue": "q", "payload": "x".repeat(256 * 1024)})).await, 413, "PAYLOAD_TOO_LARGE");
-    err(&api.raw("POST", "/v1/queue/publish", Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024))), Some("ifr_test")).await, 413, "PAYLOAD_TOO_LARGE");
+    err(
+        &api.post("/v1/queue/publish", json!({"queue": "q", "payload": "x".repeat(256 * 1024)})).await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+    err(
+        &api.raw(
+            "POST",
+            "/v1/queue/publish",
+            Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024))),
+            Some("ifr_test"),
+        )
+        .await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
     err(&api.get("/v1/queue/nope").await, 404, "ROUTE_NOT_FOUND");
     err(&api.get("/v1/queue/get/").await, 404, "ROUTE_NOT_FOUND");
     err(&api.get("/v1/queue/get/a/b").await, 404, "ROUTE_NOT_FOUND");
@@ -434,9 +537,22 @@ async fn push_subscribe_validates_targets_and_lists() {
         err(&api.post("/v1/queue/push_subscribe/q", json!({"url": bad})).await, 400, "INVALID_ARGUMENT");
     }
     err(&api.post("/v1/queue/push_subscribe/q", json!({})).await, 400, "INVALID_ARGUMENT");
-    err(&api.post("/v1/queue/push_subscribe/nope", json!({"url": "http://127.0.0.1:1/"})).await, 404, "QUEUE_NOT_FOUND");
-    err(&api.post("/v1/queue/push_subscribe/q", json!({"url": "http://127.0.0.1:1/", "dead_letter_queue": "missing"})).await, 404, "QUEUE_NOT_FOUND");
-    err(&api.post("/v1/queue/push_subscribe/q", json!({"url": "http://127.0.0.1:1/", "max_retries": 101})).await, 400, "INVALID_ARGUMENT");
+    err(
+        &api.post("/v1/queue/push_subscribe/nope", json!({"url": "http://127.0.0.1:1/"})).await,
+        404,
+        "QUEUE_NOT_FOUND",
+    );
+    err(
+        &api.post("/v1/queue/push_subscribe/q", json!({"url": "http://127.0.0.1:1/", "dead_letter_queue": "missing"}))
+            .await,
+        404,
+        "QUEUE_NOT_FOUND",
+    );
+    err(
+        &api.post("/v1/queue/push_subscribe/q", json!({"url": "http://127.0.0.1:1/", "max_retries": 101})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
     let r = api.post("/v1/queue/push_subscribe/q", json!({"url": "http://127.0.0.1:1/hook", "secret": "s3"})).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.body["subscription_id"].as_str().unwrap().to_string();

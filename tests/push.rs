@@ -50,7 +50,8 @@ async fn receiver(fail: u32) -> Receiver {
 
 impl Receiver {
     async fn next(&mut self) -> (HeaderMap, Value) {
-        let (h, b) = tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await.expect("a delivery came").unwrap();
+        let (h, b) =
+            tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await.expect("a delivery came").unwrap();
         (h, serde_json::from_str(&b).unwrap())
     }
 

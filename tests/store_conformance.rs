@@ -29,11 +29,7 @@ impl Harness for Sled {
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 fn queue(ns: &str, name: &str) -> QueueRecord {
@@ -64,19 +60,11 @@ fn meta(seq: u64, tags: &[&str]) -> MessageMeta {
 fn body(s: &str) -> MessageBody {
     let mut attributes = BTreeMap::new();
     attributes.insert("k".to_string(), format!("\"{s}\""));
-    MessageBody {
-        body: s.as_bytes().to_vec(),
-        attributes,
-    }
+    MessageBody { body: s.as_bytes().to_vec(), attributes }
 }
 
 fn rec(state: DeliveryState) -> DeliveryRecord {
-    DeliveryRecord {
-        deliveries: 2,
-        failures: 1,
-        first_delivered_at: 50,
-        state,
-    }
+    DeliveryRecord { deliveries: 2, failures: 1, first_delivered_at: 50, state }
 }
 
 fn group(q: Uuid, no: u32) -> GroupRecord {
@@ -114,11 +102,7 @@ fn queue_records_replace_and_delete(h: &dyn Harness) {
     s.append(b.id, &[(meta(1, &[]), body("y"))]).unwrap();
     let (s, snap) = reopen(h, s);
     assert_eq!(snap.queues.len(), 2);
-    let qa = snap
-        .queues
-        .iter()
-        .find(|q| q.record.as_ref().unwrap().id == a.id)
-        .unwrap();
+    let qa = snap.queues.iter().find(|q| q.record.as_ref().unwrap().id == a.id).unwrap();
     assert_eq!(qa.record.as_ref().unwrap(), &a, "the last put wins");
     assert_eq!(qa.groups, vec![group(a.id, 1)]);
 
@@ -135,19 +119,11 @@ fn append_keeps_order_bodies_and_high_water(h: &dyn Harness) {
     let s = h.open();
     let q = queue("t", "q");
     s.put_queue(&q).unwrap();
-    s.append(
-        q.id,
-        &[(meta(1, &["a"]), body("one")), (meta(2, &[]), body("two"))],
-    )
-    .unwrap();
-    s.append(q.id, &[(meta(3, &["b", "c"]), body("three"))])
-        .unwrap();
+    s.append(q.id, &[(meta(1, &["a"]), body("one")), (meta(2, &[]), body("two"))]).unwrap();
+    s.append(q.id, &[(meta(3, &["b", "c"]), body("three"))]).unwrap();
     let (s, snap) = reopen(h, s);
     let qs = &snap.queues[0];
-    assert_eq!(
-        qs.messages,
-        vec![meta(1, &["a"]), meta(2, &[]), meta(3, &["b", "c"])]
-    );
+    assert_eq!(qs.messages, vec![meta(1, &["a"]), meta(2, &[]), meta(3, &["b", "c"])]);
     assert_eq!(qs.last_seq, 3);
     assert_eq!(s.body(q.id, 2).unwrap(), Some(body("two")));
     assert_eq!(s.body(q.id, 4).unwrap(), None);
@@ -155,10 +131,7 @@ fn append_keeps_order_bodies_and_high_water(h: &dyn Harness) {
     s.remove(q.id, &[1, 2, 3]).unwrap();
     let (s, snap) = reopen(h, s);
     assert!(snap.queues[0].messages.is_empty());
-    assert_eq!(
-        snap.queues[0].last_seq, 3,
-        "the high-water mark outlives the messages"
-    );
+    assert_eq!(snap.queues[0].last_seq, 3, "the high-water mark outlives the messages");
     assert_eq!(s.body(q.id, 1).unwrap(), None);
 }
 
@@ -166,41 +139,18 @@ fn delivery_records_round_trip(h: &dyn Harness) {
     let s = h.open();
     let q = queue("t", "q");
     s.put_queue(&q).unwrap();
-    s.append(
-        q.id,
-        &[
-            (meta(1, &[]), body("a")),
-            (meta(2, &[]), body("b")),
-            (meta(3, &[]), body("c")),
-        ],
-    )
-    .unwrap();
-    let leased = rec(DeliveryState::Leased {
-        until: 77,
-        lease: 5,
-    });
+    s.append(q.id, &[(meta(1, &[]), body("a")), (meta(2, &[]), body("b")), (meta(3, &[]), body("c"))]).unwrap();
+    let leased = rec(DeliveryState::Leased { until: 77, lease: 5 });
     let dead = rec(DeliveryState::Dead {
         died_at: 9,
         reason: DeadReason::Nacked,
         dl: DeadState::Leased { until: 8, lease: 6 },
     });
     s.lease(q.id, 0, 1, &leased).unwrap();
-    s.lease(
-        q.id,
-        1,
-        1,
-        &rec(DeliveryState::Leased { until: 1, lease: 1 }),
-    )
-    .unwrap();
+    s.lease(q.id, 1, 1, &rec(DeliveryState::Leased { until: 1, lease: 1 })).unwrap();
     s.release(q.id, 1, 1, &rec(DeliveryState::Ready)).unwrap();
-    s.settle(
-        q.id,
-        0,
-        &[(2, rec(DeliveryState::Acked)), (3, dead.clone())],
-    )
-    .unwrap();
-    s.settle(q.id, 2, &[(2, rec(DeliveryState::Skipped))])
-        .unwrap();
+    s.settle(q.id, 0, &[(2, rec(DeliveryState::Acked)), (3, dead.clone())]).unwrap();
+    s.settle(q.id, 2, &[(2, rec(DeliveryState::Skipped))]).unwrap();
     s.lease(q.id, 2, 3, &leased).unwrap();
     s.forget(q.id, 2, &[3]).unwrap();
     let (s, snap) = reopen(h, s);
@@ -229,17 +179,12 @@ fn delete_group_drops_only_its_records(h: &dyn Harness) {
     s.put_group(&group(q.id, 1)).unwrap();
     s.put_group(&group(q.id, 2)).unwrap();
     s.append(q.id, &[(meta(1, &[]), body("a"))]).unwrap();
-    s.settle(q.id, 1, &[(1, rec(DeliveryState::Acked))])
-        .unwrap();
-    s.settle(q.id, 2, &[(1, rec(DeliveryState::Acked))])
-        .unwrap();
+    s.settle(q.id, 1, &[(1, rec(DeliveryState::Acked))]).unwrap();
+    s.settle(q.id, 2, &[(1, rec(DeliveryState::Acked))]).unwrap();
     s.delete_group(q.id, 1).unwrap();
     let (_s, snap) = reopen(h, s);
     assert_eq!(snap.queues[0].groups, vec![group(q.id, 2)]);
-    assert_eq!(
-        snap.queues[0].deliveries,
-        vec![(2, 1, rec(DeliveryState::Acked))]
-    );
+    assert_eq!(snap.queues[0].deliveries, vec![(2, 1, rec(DeliveryState::Acked))]);
     assert_eq!(snap.queues[0].messages.len(), 1);
 }
 
@@ -249,21 +194,8 @@ fn transfer_moves_or_copies_atomically(h: &dyn Harness) {
     let b = queue("t", "b");
     s.put_queue(&a).unwrap();
     s.put_queue(&b).unwrap();
-    s.append(
-        a.id,
-        &[
-            (meta(1, &[]), body("moved")),
-            (meta(2, &[]), body("copied")),
-        ],
-    )
-    .unwrap();
-    s.lease(
-        a.id,
-        0,
-        1,
-        &rec(DeliveryState::Leased { until: 1, lease: 1 }),
-    )
-    .unwrap();
+    s.append(a.id, &[(meta(1, &[]), body("moved")), (meta(2, &[]), body("copied"))]).unwrap();
+    s.lease(a.id, 0, 1, &rec(DeliveryState::Leased { until: 1, lease: 1 })).unwrap();
     let mut m = meta(10, &[]);
     m.origin = Some(Box::new(Origin {
         queue_id: a.id,
@@ -278,34 +210,16 @@ fn transfer_moves_or_copies_atomically(h: &dyn Harness) {
     c.id = MessageId(2);
     s.transfer(a.id, 2, b.id, &c, true).unwrap();
     let (s, snap) = reopen(h, s);
-    let qa = snap
-        .queues
-        .iter()
-        .find(|q| q.record.as_ref().unwrap().id == a.id)
-        .unwrap();
-    let qb = snap
-        .queues
-        .iter()
-        .find(|q| q.record.as_ref().unwrap().id == b.id)
-        .unwrap();
-    assert_eq!(
-        qa.messages,
-        vec![meta(2, &[])],
-        "moved out of a, the copy's source stays"
-    );
-    assert!(
-        qa.deliveries.is_empty(),
-        "the moved message's records went with it"
-    );
+    let qa = snap.queues.iter().find(|q| q.record.as_ref().unwrap().id == a.id).unwrap();
+    let qb = snap.queues.iter().find(|q| q.record.as_ref().unwrap().id == b.id).unwrap();
+    assert_eq!(qa.messages, vec![meta(2, &[])], "moved out of a, the copy's source stays");
+    assert!(qa.deliveries.is_empty(), "the moved message's records went with it");
     assert_eq!(qb.messages, vec![m, c]);
     assert_eq!(qb.last_seq, 11);
     assert_eq!(s.body(b.id, 10).unwrap(), Some(body("moved")));
     assert_eq!(s.body(b.id, 11).unwrap(), Some(body("copied")));
     assert_eq!(s.body(a.id, 2).unwrap(), Some(body("copied")));
-    assert!(
-        s.transfer(a.id, 1, b.id, &meta(12, &[]), false).is_err(),
-        "a missing source is an error"
-    );
+    assert!(s.transfer(a.id, 1, b.id, &meta(12, &[]), false).is_err(), "a missing source is an error");
 }
 
 fn idempotency_and_subscriptions(h: &dyn Harness) {
@@ -321,8 +235,7 @@ fn idempotency_and_subscriptions(h: &dyn Harness) {
     };
     s.put_idempotency(&rec("a")).unwrap();
     s.put_idempotency(&rec("b")).unwrap();
-    s.delete_idempotency(&[("t".into(), "queue.publish".into(), "a".into())])
-        .unwrap();
+    s.delete_idempotency(&[("t".into(), "queue.publish".into(), "a".into())]).unwrap();
     let sub = SubscriptionRecord {
         id: Uuid::new_v4(),
         namespace: "t".into(),
@@ -334,10 +247,7 @@ fn idempotency_and_subscriptions(h: &dyn Harness) {
         dead_letter_queue: Some(Uuid::new_v4()),
         created_at: 1,
     };
-    let gone = SubscriptionRecord {
-        id: Uuid::new_v4(),
-        ..sub.clone()
-    };
+    let gone = SubscriptionRecord { id: Uuid::new_v4(), ..sub.clone() };
     s.put_subscription(&sub).unwrap();
     s.put_subscription(&gone).unwrap();
     s.delete_subscription(gone.id).unwrap();
@@ -402,10 +312,7 @@ mod sled {
             }
         });
         let flushes = s.flush_count() - before;
-        assert!(
-            (1..=2).contains(&flushes),
-            "100 overlapping syncs took {flushes} flushes"
-        );
+        assert!((1..=2).contains(&flushes), "100 overlapping syncs took {flushes} flushes");
         assert_eq!(s.sync_count(), 100);
     }
 }

@@ -35,21 +35,15 @@ impl Auth {
         for t in &cfg.tenants {
             let tenant = Arc::new(Tenant {
                 name: t.name.clone(),
-                project_id: t
-                    .project_id
-                    .clone()
-                    .unwrap_or_else(|| derived_project_id(&t.name))
-                    .to_ascii_lowercase(),
+                project_id: t.project_id.clone().unwrap_or_else(|| derived_project_id(&t.name)).to_ascii_lowercase(),
             });
             for b in &t.bearer_keys {
                 auth.bearer.push((b.clone(), tenant.clone()));
             }
             for k in &t.access_keys {
-                auth.access
-                    .insert(k.id.clone(), (tenant.clone(), k.secret.clone()));
+                auth.access.insert(k.id.clone(), (tenant.clone(), k.secret.clone()));
             }
-            auth.projects
-                .insert(tenant.project_id.clone(), tenant.clone());
+            auth.projects.insert(tenant.project_id.clone(), tenant.clone());
         }
         auth
     }

@@ -25,9 +25,7 @@ use uuid::Uuid;
 use super::clock::{Clock, Millis};
 use super::error::{CoreError, Result};
 use super::idempotency::IdempotencyTable;
-use super::model::{
-    DEFAULT_GROUP, DeadLetterTarget, QueueConfig, QueueInfo, QueueRecord, SubscriptionRecord,
-};
+use super::model::{DEFAULT_GROUP, DeadLetterTarget, QueueConfig, QueueInfo, QueueRecord, SubscriptionRecord};
 use super::queue::{Cx, Effects, QueueState};
 use super::receipt::ReceiptKey;
 use crate::store::Store;
@@ -97,11 +95,7 @@ pub struct Broker {
 
 impl Broker {
     /// Loads everything from the store and rebuilds the in-memory indexes.
-    pub fn open(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        receipts: ReceiptKey,
-    ) -> Result<Arc<Broker>> {
+    pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, receipts: ReceiptKey) -> Result<Arc<Broker>> {
         let snap = store.load()?;
         let now = clock.now();
         let mut max_lease = 0u64;
@@ -110,10 +104,8 @@ impl Broker {
                 if let super::model::DeliveryState::Leased { lease, .. } = d.state {
                     max_lease = max_lease.max(lease);
                 }
-                if let super::model::DeliveryState::Dead {
-                    dl: super::model::DeadState::Leased { lease, .. },
-                    ..
-                } = d.state
+                if let super::model::DeliveryState::Dead { dl: super::model::DeadState::Leased { lease, .. }, .. } =
+                    d.state
                 {
                     max_lease = max_lease.max(lease);
                 }
@@ -130,10 +122,7 @@ impl Broker {
                 state: Mutex::new(st),
                 notify: Notify::new(),
             });
-            dir.by_name
-                .entry(q.namespace.clone())
-                .or_default()
-                .insert(q.name.clone(), q.id);
+            dir.by_name.entry(q.namespace.clone()).or_default().insert(q.name.clone(), q.id);
             dir.by_id.insert(q.id, q);
         }
         let subs = snap.subscriptions.into_iter().map(|s| (s.id, s)).collect();
@@ -179,11 +168,7 @@ impl Broker {
     }
 
     /// Runs `f` on the queue's state after a refresh, then finishes its effects.
-    pub(crate) fn with_state<T>(
-        &self,
-        q: &Queue,
-        f: impl FnOnce(&mut QueueState, &mut Cx) -> Result<T>,
-    ) -> Result<T> {
+    pub(crate) fn with_state<T>(&self, q: &Queue, f: impl FnOnce(&mut QueueState, &mut Cx) -> Result<T>) -> Result<T> {
         let mut cx = self.cx();
         let out = {
             let mut st = q.state.lock();
@@ -199,12 +184,7 @@ impl Broker {
     }
 
     pub(crate) fn cx(&self) -> Cx<'_> {
-        Cx {
-            now: self.clock.now(),
-            store: &*self.store,
-            leases: &self.next_lease,
-            fx: Effects::default(),
-        }
+        Cx { now: self.clock.now(), store: &*self.store, leases: &self.next_lease, fx: Effects::default() }
     }
 
     /// Carries out effects outside the source queue's lock: wakes waiters, moves dead letters.
@@ -287,10 +267,7 @@ impl Broker {
                 state: Mutex::new(st),
                 notify: Notify::new(),
             });
-            dir.by_name
-                .entry(ns.to_string())
-                .or_default()
-                .insert(name.to_string(), q.id);
+            dir.by_name.entry(ns.to_string()).or_default().insert(name.to_string(), q.id);
             dir.by_id.insert(q.id, q);
             record
         };
@@ -333,13 +310,7 @@ impl Broker {
 
     /// The queue with that id, if it belongs to the namespace.
     pub fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
-        self.dir
-            .read()
-            .by_id
-            .get(&id)
-            .filter(|q| q.namespace == ns)
-            .cloned()
-            .ok_or(CoreError::QueueNotFound)
+        self.dir.read().by_id.get(&id).filter(|q| q.namespace == ns).cloned().ok_or(CoreError::QueueNotFound)
     }
 
     /// The namespace's queues, by name.
@@ -347,23 +318,13 @@ impl Broker {
         let dir = self.dir.read();
         dir.by_name
             .get(ns)
-            .map(|m| {
-                m.values()
-                    .filter_map(|id| dir.by_id.get(id).cloned())
-                    .collect()
-            })
+            .map(|m| m.values().filter_map(|id| dir.by_id.get(id).cloned()).collect())
             .unwrap_or_default()
     }
 
     /// The namespace's queues with names after `after` (exclusive), starting with `prefix`, at
     /// most `limit`, by name; plus whether more follow.
-    pub fn list_queues(
-        &self,
-        ns: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> (Vec<Arc<Queue>>, bool) {
+    pub fn list_queues(&self, ns: &str, prefix: &str, after: Option<&str>, limit: usize) -> (Vec<Arc<Queue>>, bool) {
         let dir = self.dir.read();
         let Some(m) = dir.by_name.get(ns) else {
             return (Vec::new(), false);
@@ -399,28 +360,14 @@ impl Broker {
     /// The queue's record and its default group's live counts.
     pub fn info(&self, q: &Queue) -> Result<QueueInfo> {
         let (record, mut stats, group_count, stored) = self.with_state(q, |st, _| {
-            Ok((
-                st.record.clone(),
-                st.stats(DEFAULT_GROUP)?,
-                st.groups.len() - 1,
-                st.msgs.len() as u64,
-            ))
+            Ok((st.record.clone(), st.stats(DEFAULT_GROUP)?, st.groups.len() - 1, st.msgs.len() as u64))
         })?;
         stats.dead += self.dead_elsewhere(q);
-        Ok(QueueInfo {
-            record,
-            stats,
-            group_count,
-            stored,
-        })
+        Ok(QueueInfo { record, stats, group_count, stored })
     }
 
     /// Changes a queue's configuration through `f` (which validates and edits a copy).
-    pub async fn update_queue(
-        &self,
-        q: &Queue,
-        f: impl FnOnce(&mut QueueConfig) -> Result<()>,
-    ) -> Result<QueueRecord> {
+    pub async fn update_queue(&self, q: &Queue, f: impl FnOnce(&mut QueueConfig) -> Result<()>) -> Result<QueueRecord> {
         let mut cfg = q.record().config;
         f(&mut cfg)?;
         {
@@ -461,13 +408,7 @@ impl Broker {
         }
         q.state.lock().deleted = true;
         q.notify.notify_waiters();
-        let subs: Vec<Uuid> = self
-            .subs
-            .lock()
-            .values()
-            .filter(|s| s.queue_id == q.id)
-            .map(|s| s.id)
-            .collect();
+        let subs: Vec<Uuid> = self.subs.lock().values().filter(|s| s.queue_id == q.id).map(|s| s.id).collect();
         for id in subs {
             self.subs.lock().remove(&id);
             self.store.delete_subscription(id)?;
@@ -476,9 +417,7 @@ impl Broker {
         let id = q.id;
         tokio::task::spawn_blocking(move || store.delete_queue(id))
             .await
-            .map_err(|e| {
-                CoreError::Storage(crate::store::StoreError(format!("delete task: {e}")))
-            })??;
+            .map_err(|e| CoreError::Storage(crate::store::StoreError(format!("delete task: {e}"))))??;
         self.store.sync().await?;
         Ok(())
     }
@@ -497,10 +436,7 @@ impl Broker {
     /// The earliest instant a queue changes by itself (for the maintenance loop).
     pub fn next_event(&self) -> Option<Millis> {
         let queues: Vec<Arc<Queue>> = self.dir.read().by_id.values().cloned().collect();
-        queues
-            .iter()
-            .filter_map(|q| q.state.lock().next_event())
-            .min()
+        queues.iter().filter_map(|q| q.state.lock().next_event()).min()
     }
 
     /// Dead letters that came from `q` and are kept in other queues of its namespace.
@@ -508,13 +444,7 @@ impl Broker {
         self.queues(&q.namespace)
             .iter()
             .filter(|t| t.id != q.id)
-            .map(|t| {
-                t.state
-                    .lock()
-                    .foreign_dead
-                    .get(&q.id)
-                    .map_or(0, |s| s.len() as u64)
-            })
+            .map(|t| t.state.lock().foreign_dead.get(&q.id).map_or(0, |s| s.len() as u64))
             .sum()
     }
 }

@@ -32,10 +32,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Millis {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 
     fn sleep_until(&self, at: Millis) -> Sleep {
@@ -62,21 +59,12 @@ impl ManualClock {
     /// A manual clock starting at `start` ms since the epoch.
     pub fn new(start: Millis) -> Self {
         let (tick, _) = tokio::sync::watch::channel(start);
-        ManualClock {
-            inner: Arc::new(ManualInner {
-                now: AtomicU64::new(start),
-                tick,
-            }),
-        }
+        ManualClock { inner: Arc::new(ManualInner { now: AtomicU64::new(start), tick }) }
     }
 
     /// Moves time forward by `d`.
     pub fn advance(&self, d: Duration) {
-        let now = self
-            .inner
-            .now
-            .fetch_add(d.as_millis() as u64, Ordering::SeqCst)
-            + d.as_millis() as u64;
+        let now = self.inner.now.fetch_add(d.as_millis() as u64, Ordering::SeqCst) + d.as_millis() as u64;
         self.inner.tick.send_replace(now);
     }
 

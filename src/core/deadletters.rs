@@ -91,19 +91,11 @@ impl Broker {
     }
 
     /// Lists `q`'s dead letters after the cursor, at most `limit`.
-    pub fn dead_letters(
-        &self,
-        q: &Arc<Queue>,
-        after: Option<(Millis, MessageId)>,
-        limit: usize,
-    ) -> Result<DeadPage> {
+    pub fn dead_letters(&self, q: &Arc<Queue>, after: Option<(Millis, MessageId)>, limit: usize) -> Result<DeadPage> {
         let refs = self.dead_refs(q)?;
         let mut items = Vec::new();
         let mut next = None;
-        for r in refs
-            .into_iter()
-            .filter(|r| after.is_none_or(|a| (r.died_at, r.meta.id) > a))
-        {
+        for r in refs.into_iter().filter(|r| after.is_none_or(|a| (r.died_at, r.meta.id) > a)) {
             if items.len() == limit {
                 next = items.last().map(|d: &DeadLetter| (d.died_at, d.meta.id));
                 break;
@@ -143,9 +135,7 @@ impl Broker {
         let mut moved = 0u64;
         for r in refs {
             if r.own {
-                if self.with_state(q, |st, cx| {
-                    Ok(st.redrive_own(DEFAULT_GROUP, r.meta.seq, cx))
-                })? {
+                if self.with_state(q, |st, cx| Ok(st.redrive_own(DEFAULT_GROUP, r.meta.seq, cx)))? {
                     moved += 1;
                 }
                 continue;
@@ -153,11 +143,7 @@ impl Broker {
             // Take it out of the holder first, then put it into the source: never two locks.
             let taken = {
                 let mut st = r.holder.state.lock();
-                if st.deleted {
-                    None
-                } else {
-                    st.take_foreign(r.meta.seq)
-                }
+                if st.deleted { None } else { st.take_foreign(r.meta.seq) }
             };
             let Some(meta) = taken else { continue };
             let res = self.with_state(q, |st, cx| {
@@ -168,8 +154,7 @@ impl Broker {
                     not_before: cx.now,
                     ..meta.clone()
                 };
-                cx.store
-                    .transfer(r.holder.id, meta.seq, q.id, &back, false)?;
+                cx.store.transfer(r.holder.id, meta.seq, q.id, &back, false)?;
                 st.insert_meta(back);
                 cx.fx.notify = true;
                 Ok(())
@@ -202,17 +187,12 @@ impl Broker {
         wait_ms: u64,
         max_bytes: Option<u64>,
     ) -> Result<Vec<Delivery>> {
-        self.wait_for(q, wait_ms, |st, cx| {
-            st.receive_dead(group, max, lease_ms, max_bytes, cx)
-        })
-        .await
+        self.wait_for(q, wait_ms, |st, cx| st.receive_dead(group, max, lease_ms, max_bytes, cx)).await
     }
 
     /// Settles a leased dead letter: consumed (`success`) or available again.
     pub async fn settle_dead(&self, q: &Queue, handle: &str, success: bool) -> Result<()> {
         let r = self.open_handle(q, handle, true)?;
-        self.with_state(q, |st, cx| {
-            st.settle_dead(r.group, r.seq, r.lease, success, cx)
-        })
+        self.with_state(q, |st, cx| st.settle_dead(r.group, r.seq, r.lease, success, cx))
     }
 }

@@ -16,9 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::model::{
-    DeadReason, DeadState, DeliveryRecord, DeliveryState, GroupRecord, Millis, TagRule,
-};
+use super::model::{DeadReason, DeadState, DeliveryRecord, DeliveryState, GroupRecord, Millis, TagRule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Lease {
@@ -47,11 +45,7 @@ impl Dead {
             deliveries: self.info.deliveries,
             failures: self.info.failures,
             first_delivered_at: self.info.first_at,
-            state: DeliveryState::Dead {
-                died_at: self.died_at,
-                reason: self.reason,
-                dl: self.state,
-            },
+            state: DeliveryState::Dead { died_at: self.died_at, reason: self.reason, dl: self.state },
         }
     }
 
@@ -98,10 +92,7 @@ impl GroupState {
 
     /// Whether a message with these tags is for this group (no rule yet: everything is).
     pub fn accepts(&self, tags: &[String]) -> bool {
-        self.record
-            .rule
-            .as_ref()
-            .is_none_or(|r: &TagRule| r.matches(tags))
+        self.record.rule.as_ref().is_none_or(|r: &TagRule| r.matches(tags))
     }
 
     pub fn info_of(&self, seq: u64) -> Info {
@@ -111,12 +102,7 @@ impl GroupState {
     /// The persisted form of a message's state in this group, given its new state.
     pub fn record_of(&self, seq: u64, state: DeliveryState) -> DeliveryRecord {
         let i = self.info_of(seq);
-        DeliveryRecord {
-            deliveries: i.deliveries,
-            failures: i.failures,
-            first_delivered_at: i.first_at,
-            state,
-        }
+        DeliveryRecord { deliveries: i.deliveries, failures: i.failures, first_delivered_at: i.first_at, state }
     }
 
     /// Whether the group still has something to do with the message.

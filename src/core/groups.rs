@@ -19,12 +19,8 @@ impl Broker {
         max_groups: Option<usize>,
     ) -> Result<Vec<GroupRecord>> {
         let created = self.with_state(q, |st, cx| {
-            let existing: Vec<&str> = st
-                .groups
-                .values()
-                .filter(|g| g.no() != DEFAULT_GROUP)
-                .map(|g| g.record.name.as_str())
-                .collect();
+            let existing: Vec<&str> =
+                st.groups.values().filter(|g| g.no() != DEFAULT_GROUP).map(|g| g.record.name.as_str()).collect();
             for (i, n) in names.iter().enumerate() {
                 if existing.contains(&n.as_str()) || names[..i].contains(n) {
                     return Err(CoreError::GroupExists);
@@ -62,10 +58,7 @@ impl Broker {
         self.with_state(q, |st, _| {
             let mut out = Vec::new();
             for g in st.groups.values().filter(|g| g.no() != DEFAULT_GROUP) {
-                out.push(GroupInfo {
-                    record: g.record.clone(),
-                    stats: st.stats(g.no())?,
-                });
+                out.push(GroupInfo { record: g.record.clone(), stats: st.stats(g.no())? });
             }
             Ok(out)
         })
@@ -82,12 +75,7 @@ impl Broker {
             .values()
             .filter(|g| g.no() != DEFAULT_GROUP)
             .find(|g| g.record.id.eq_ignore_ascii_case(key))
-            .or_else(|| {
-                st.groups
-                    .values()
-                    .filter(|g| g.no() != DEFAULT_GROUP)
-                    .find(|g| g.record.name == key)
-            })
+            .or_else(|| st.groups.values().filter(|g| g.no() != DEFAULT_GROUP).find(|g| g.record.name == key))
             .map(|g| g.no())
             .ok_or(CoreError::GroupNotFound)
     }
@@ -116,8 +104,7 @@ impl Broker {
                     .msgs
                     .values()
                     .filter(|m| {
-                        !st.delayed_seqs.contains(&m.seq)
-                            && !st.groups.values().any(|g| g.holds(st.pkey(m), m.seq))
+                        !st.delayed_seqs.contains(&m.seq) && !st.groups.values().any(|g| g.holds(st.pkey(m), m.seq))
                     })
                     .map(|m| m.seq)
                     .collect();
@@ -134,13 +121,7 @@ impl Broker {
 
     /// Repositions a group (consume reset). Without `force`, a group with deliveries in flight
     /// is [`CoreError::GroupBusy`]; with it, those deliveries' handles die.
-    pub async fn reset(
-        &self,
-        q: &Queue,
-        group: u32,
-        pos: ResetPosition,
-        force: bool,
-    ) -> Result<()> {
+    pub async fn reset(&self, q: &Queue, group: u32, pos: ResetPosition, force: bool) -> Result<()> {
         self.with_state(q, |st, cx| st.reset(group, pos, force, cx))?;
         self.store.sync().await?;
         Ok(())

@@ -35,28 +35,17 @@ impl IdempotencyTable {
         let records = records
             .into_iter()
             .filter(|r| r.created_at + IDEMPOTENCY_WINDOW_MS > now)
-            .map(|r| {
-                (
-                    (r.namespace.clone(), r.capability.clone(), r.key.clone()),
-                    r,
-                )
-            })
+            .map(|r| ((r.namespace.clone(), r.capability.clone(), r.key.clone()), r))
             .collect();
         IdempotencyTable {
             records: Mutex::new(records),
-            stripes: (0..STRIPES)
-                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
-                .collect(),
+            stripes: (0..STRIPES).map(|_| Arc::new(tokio::sync::Mutex::new(()))).collect(),
             hasher: Default::default(),
         }
     }
 
     fn get(&self, k: &Key, now: Millis) -> Option<IdempotencyRecord> {
-        self.records
-            .lock()
-            .get(k)
-            .filter(|r| r.created_at + IDEMPOTENCY_WINDOW_MS > now)
-            .cloned()
+        self.records.lock().get(k).filter(|r| r.created_at + IDEMPOTENCY_WINDOW_MS > now).cloned()
     }
 
     pub fn sweep(&self, now: Millis, store: &dyn Store) {
@@ -93,43 +82,21 @@ pub struct IdempotencyTicket {
 
 impl Broker {
     /// Looks a key up, serialising concurrent requests with the same key.
-    pub async fn idempotency_begin(
-        &self,
-        ns: &str,
-        capability: &str,
-        key: &str,
-        fingerprint: [u8; 32],
-    ) -> Idempotent {
+    pub async fn idempotency_begin(&self, ns: &str, capability: &str, key: &str, fingerprint: [u8; 32]) -> Idempotent {
         let k: Key = (ns.to_string(), capability.to_string(), key.to_string());
-        let stripe = self.idempotency.stripes
-            [self.idempotency.hasher.hash_one(&k) as usize % STRIPES]
-            .clone();
+        let stripe = self.idempotency.stripes[self.idempotency.hasher.hash_one(&k) as usize % STRIPES].clone();
         let guard = stripe.lock_owned().await;
         match self.idempotency.get(&k, self.clock.now()) {
-            Some(r) if r.fingerprint == fingerprint => Idempotent::Replay {
-                status: r.status,
-                body: r.body,
-            },
+            Some(r) if r.fingerprint == fingerprint => Idempotent::Replay { status: r.status, body: r.body },
             Some(_) => Idempotent::Mismatch,
-            None => Idempotent::Proceed(IdempotencyTicket {
-                key: k,
-                fingerprint,
-                _guard: guard,
-            }),
+            None => Idempotent::Proceed(IdempotencyTicket { key: k, fingerprint, _guard: guard }),
         }
     }
 
     /// Looks a key up without taking its lock (per-message keys inside a batch).
-    pub fn idempotency_lookup(
-        &self,
-        ns: &str,
-        capability: &str,
-        key: &str,
-    ) -> Option<([u8; 32], u16, Vec<u8>)> {
+    pub fn idempotency_lookup(&self, ns: &str, capability: &str, key: &str) -> Option<([u8; 32], u16, Vec<u8>)> {
         let k: Key = (ns.to_string(), capability.to_string(), key.to_string());
-        self.idempotency
-            .get(&k, self.clock.now())
-            .map(|r| (r.fingerprint, r.status, r.body))
+        self.idempotency.get(&k, self.clock.now()).map(|r| (r.fingerprint, r.status, r.body))
     }
 
     /// Records an answer without a ticket (per-message keys inside a batch).
@@ -152,27 +119,14 @@ impl Broker {
             created_at: self.clock.now(),
         };
         self.store.put_idempotency(&rec)?;
-        self.idempotency.records.lock().insert(
-            (
-                rec.namespace.clone(),
-                rec.capability.clone(),
-                rec.key.clone(),
-            ),
-            rec,
-        );
+        self.idempotency.records.lock().insert((rec.namespace.clone(), rec.capability.clone(), rec.key.clone()), rec);
         self.store.sync().await?;
         Ok(())
     }
 
     /// Remembers the answer of a fresh idempotent request (durably) and releases the key.
-    pub async fn idempotency_finish(
-        &self,
-        ticket: IdempotencyTicket,
-        status: u16,
-        body: Vec<u8>,
-    ) -> Result<()> {
+    pub async fn idempotency_finish(&self, ticket: IdempotencyTicket, status: u16, body: Vec<u8>) -> Result<()> {
         let (ns, cap, key) = &ticket.key;
-        self.idempotency_record(ns, cap, key, ticket.fingerprint, status, body)
-            .await
+        self.idempotency_record(ns, cap, key, ticket.fingerprint, status, body).await
     }
 }

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use super::broker::{Broker, Queue};
 use super::clock::Millis;
 use super::error::{CoreError, Result};
-use super::model::{
-    DEFAULT_GROUP, Delivery, GroupStats, MessageId, MessageMeta, NewMessage, Peeked,
-};
+use super::model::{DEFAULT_GROUP, Delivery, GroupStats, MessageId, MessageMeta, NewMessage, Peeked};
 use super::queue::{Picked, ReceiveOptions};
 use super::receipt::Receipt;
 
@@ -29,18 +27,12 @@ impl Broker {
 
     /// Leases up to `opts.max` messages of group `group`, waiting up to the poll wait for one
     /// to become deliverable. An empty answer means nothing came in time (or shutdown began).
-    pub async fn receive(
-        &self,
-        q: &Arc<Queue>,
-        group: u32,
-        opts: ReceiveOptions,
-    ) -> Result<Vec<Delivery>> {
+    pub async fn receive(&self, q: &Arc<Queue>, group: u32, opts: ReceiveOptions) -> Result<Vec<Delivery>> {
         let wait_ms = match opts.wait_ms {
             Some(w) => w,
             None => q.record().config.polling_wait_secs * 1000,
         };
-        self.wait_for(q, wait_ms, |st, cx| st.receive(group, &opts, cx))
-            .await
+        self.wait_for(q, wait_ms, |st, cx| st.receive(group, &opts, cx)).await
     }
 
     /// Runs `pick` until it returns something or `wait_ms` passes. Waiters sleep until a
@@ -50,10 +42,7 @@ impl Broker {
         &self,
         q: &Arc<Queue>,
         wait_ms: u64,
-        mut pick: impl FnMut(
-            &mut super::queue::QueueState,
-            &mut super::queue::Cx,
-        ) -> Result<Vec<Picked>>,
+        mut pick: impl FnMut(&mut super::queue::QueueState, &mut super::queue::Cx) -> Result<Vec<Picked>>,
     ) -> Result<Vec<Delivery>> {
         let deadline = self.clock.now().saturating_add(wait_ms);
         loop {
@@ -168,13 +157,7 @@ impl Broker {
     }
 
     /// Nack by message id (infrai). Returns whether the message went back to the queue.
-    pub async fn nack_id(
-        &self,
-        q: &Queue,
-        group: u32,
-        id: MessageId,
-        dead_now: bool,
-    ) -> Result<bool> {
+    pub async fn nack_id(&self, q: &Queue, group: u32, id: MessageId, dead_now: bool) -> Result<bool> {
         self.with_state(q, |st, cx| {
             let (seq, lease) = st.lease_by_id(group, id)?;
             st.nack(group, seq, lease.lease, dead_now, cx)
@@ -183,35 +166,19 @@ impl Broker {
 
     /// Replaces the lease of a live delivery with one ending `lease_ms` from now. Returns the new
     /// handle (the old one dies) and the new end of the lease.
-    pub async fn change_visibility(
-        &self,
-        q: &Queue,
-        handle: &str,
-        lease_ms: u64,
-    ) -> Result<(String, Millis)> {
+    pub async fn change_visibility(&self, q: &Queue, handle: &str, lease_ms: u64) -> Result<(String, Millis)> {
         let r = self.open_handle(q, handle, false)?;
-        let (lease, _, _) = self.with_state(q, |st, cx| {
-            st.extend(r.group, r.seq, r.lease, cx.now.saturating_add(lease_ms), cx)
-        })?;
-        let handle = self.receipts.mint(&Receipt {
-            lease: lease.lease,
-            ..r
-        });
+        let (lease, _, _) =
+            self.with_state(q, |st, cx| st.extend(r.group, r.seq, r.lease, cx.now.saturating_add(lease_ms), cx))?;
+        let handle = self.receipts.mint(&Receipt { lease: lease.lease, ..r });
         Ok((handle, lease.until))
     }
 
     /// Dead-letters a live delivery now (push subscriptions out of retries): into queue
     /// `target` when given, else where the queue's policy says.
-    pub async fn dead_letter_delivery(
-        &self,
-        q: &Queue,
-        handle: &str,
-        target: Option<uuid::Uuid>,
-    ) -> Result<()> {
+    pub async fn dead_letter_delivery(&self, q: &Queue, handle: &str, target: Option<uuid::Uuid>) -> Result<()> {
         let r = self.open_handle(q, handle, false)?;
-        self.with_state(q, |st, cx| {
-            st.dead_letter_delivery(r.group, r.seq, r.lease, target, cx)
-        })
+        self.with_state(q, |st, cx| st.dead_letter_delivery(r.group, r.seq, r.lease, target, cx))
     }
 
     /// Removes every ready, delayed and in-flight message; dead letters stay. Returns the count.

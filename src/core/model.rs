@@ -155,10 +155,7 @@ impl NewMessage {
 
     /// A JSON message (the bytes must be a JSON document).
     pub fn json(body: impl Into<Vec<u8>>) -> Self {
-        NewMessage {
-            kind: BodyKind::Json,
-            ..NewMessage::text(body)
-        }
+        NewMessage { kind: BodyKind::Json, ..NewMessage::text(body) }
     }
 }
 

@@ -18,9 +18,9 @@ use uuid::Uuid;
 use super::error::{CoreError, Result};
 use super::group::{Dead, GroupState, Info, Lease};
 use super::model::{
-    DEFAULT_GROUP, DEFAULT_PRIORITY, DeadLetterTarget, DeadReason, DeadState, DeliveryRecord,
-    DeliveryState, GroupRecord, GroupStats, MAX_TAGS, MessageBody, MessageId, MessageMeta, Millis,
-    NewMessage, Origin, QueueKind, QueueRecord, RetentionMode, TagRule,
+    DEFAULT_GROUP, DEFAULT_PRIORITY, DeadLetterTarget, DeadReason, DeadState, DeliveryRecord, DeliveryState,
+    GroupRecord, GroupStats, MAX_TAGS, MessageBody, MessageId, MessageMeta, Millis, NewMessage, Origin, QueueKind,
+    QueueRecord, RetentionMode, TagRule,
 };
 use crate::store::{QueueSnapshot, Store, StoreResult};
 
@@ -107,13 +107,7 @@ pub struct ReceiveOptions {
 
 impl ReceiveOptions {
     pub fn new(max: usize) -> Self {
-        ReceiveOptions {
-            max,
-            lease_ms: None,
-            wait_ms: None,
-            rule: None,
-            max_bytes: None,
-        }
+        ReceiveOptions { max, lease_ms: None, wait_ms: None, rule: None, max_bytes: None }
     }
 }
 
@@ -134,8 +128,7 @@ pub(crate) struct QueueState {
 
 pub(crate) fn salt_of(id: Uuid) -> u64 {
     let b = id.as_bytes();
-    u64::from_be_bytes(b[0..8].try_into().expect("8 bytes"))
-        ^ u64::from_be_bytes(b[8..16].try_into().expect("8 bytes"))
+    u64::from_be_bytes(b[0..8].try_into().expect("8 bytes")) ^ u64::from_be_bytes(b[8..16].try_into().expect("8 bytes"))
 }
 
 pub(crate) fn default_group_record(queue_id: Uuid, created_at: Millis) -> GroupRecord {
@@ -154,10 +147,7 @@ impl QueueState {
     pub fn new(record: QueueRecord) -> Self {
         let salt = salt_of(record.id);
         let mut groups = BTreeMap::new();
-        groups.insert(
-            DEFAULT_GROUP,
-            GroupState::new(default_group_record(record.id, record.created_at)),
-        );
+        groups.insert(DEFAULT_GROUP, GroupState::new(default_group_record(record.id, record.created_at)));
         QueueState {
             record,
             salt,
@@ -180,11 +170,8 @@ impl QueueState {
         for g in snap.groups {
             st.groups.insert(g.no, GroupState::new(g));
         }
-        let mut deliveries: HashMap<(u32, u64), DeliveryRecord> = snap
-            .deliveries
-            .into_iter()
-            .map(|(g, s, r)| ((g, s), r))
-            .collect();
+        let mut deliveries: HashMap<(u32, u64), DeliveryRecord> =
+            snap.deliveries.into_iter().map(|(g, s, r)| ((g, s), r)).collect();
         for meta in snap.messages {
             st.index_meta(&meta);
             let seq = meta.seq;
@@ -202,11 +189,8 @@ impl QueueState {
                     }
                     continue;
                 };
-                let info = Info {
-                    deliveries: rec.deliveries,
-                    failures: rec.failures,
-                    first_at: rec.first_delivered_at,
-                };
+                let info =
+                    Info { deliveries: rec.deliveries, failures: rec.failures, first_at: rec.first_delivered_at };
                 if info.deliveries > 0 || info.failures > 0 {
                     g.info.insert(seq, info);
                 }
@@ -216,28 +200,14 @@ impl QueueState {
                             g.ready.insert((pkey, seq));
                         }
                     }
-                    DeliveryState::Leased { until, lease } => {
-                        g.put_lease(seq, Lease { until, lease })
-                    }
+                    DeliveryState::Leased { until, lease } => g.put_lease(seq, Lease { until, lease }),
                     DeliveryState::Acked => {
                         g.acked.insert(seq);
                     }
                     DeliveryState::Skipped => {}
-                    DeliveryState::Dead {
-                        died_at,
-                        reason,
-                        dl,
-                    } => {
+                    DeliveryState::Dead { died_at, reason, dl } => {
                         g.info.remove(&seq);
-                        g.dead.insert(
-                            seq,
-                            Dead {
-                                died_at,
-                                reason,
-                                state: DeadState::Ready,
-                                info,
-                            },
-                        );
+                        g.dead.insert(seq, Dead { died_at, reason, state: DeadState::Ready, info });
                         g.set_dead_state(seq, dl);
                     }
                 }
@@ -252,10 +222,7 @@ impl QueueState {
             self.aliases.insert(meta.id, meta.seq);
         }
         if let Some(o) = &meta.origin {
-            self.foreign_dead
-                .entry(o.queue_id)
-                .or_default()
-                .insert(meta.seq);
+            self.foreign_dead.entry(o.queue_id).or_default().insert(meta.seq);
         }
     }
 
@@ -279,11 +246,7 @@ impl QueueState {
 
     /// Ordering key: the message priority when the queue honours priorities, else 0.
     pub fn pkey(&self, meta: &MessageMeta) -> u8 {
-        if self.record.config.priority && self.record.config.kind == QueueKind::Standard {
-            meta.priority
-        } else {
-            0
-        }
+        if self.record.config.priority && self.record.config.kind == QueueKind::Standard { meta.priority } else { 0 }
     }
 
     pub fn seq_of(&self, id: MessageId) -> Option<u64> {
@@ -316,10 +279,7 @@ impl QueueState {
             }
         }
         if let Some(m) = self.msgs.values().next() {
-            consider(
-                m.enqueued_at
-                    .saturating_add(self.record.config.retention_secs * 1000),
-            );
+            consider(m.enqueued_at.saturating_add(self.record.config.retention_secs * 1000));
         }
         next
     }
@@ -388,10 +348,7 @@ impl QueueState {
                 }
             }
             if !changed.is_empty() {
-                lazy(
-                    "dead-letter lease end",
-                    cx.store.settle(self.record.id, no, &changed),
-                );
+                lazy("dead-letter lease end", cx.store.settle(self.record.id, no, &changed));
                 cx.fx.notify = true;
             }
         }
@@ -409,12 +366,8 @@ impl QueueState {
         let info = g.info.entry(seq).or_default();
         info.failures += 1;
         let info = *info;
-        let reason = force.or_else(|| {
-            policy
-                .as_ref()
-                .filter(|p| info.failures >= p.max_failures)
-                .map(|_| DeadReason::MaxDeliveries)
-        });
+        let reason = force
+            .or_else(|| policy.as_ref().filter(|p| info.failures >= p.max_failures).map(|_| DeadReason::MaxDeliveries));
         match reason {
             Some(reason) => {
                 self.dead_letter(no, seq, reason, cx);
@@ -422,15 +375,7 @@ impl QueueState {
             }
             None => {
                 g.ready.insert((pkey, seq));
-                lazy(
-                    "release",
-                    cx.store.release(
-                        self.record.id,
-                        no,
-                        seq,
-                        &g.record_of(seq, DeliveryState::Ready),
-                    ),
-                );
+                lazy("release", cx.store.release(self.record.id, no, seq, &g.record_of(seq, DeliveryState::Ready)));
                 cx.fx.notify = true;
                 true
             }
@@ -444,14 +389,7 @@ impl QueueState {
     }
 
     /// Moves a message of group `no` to `target` (own store when `None`).
-    fn dead_letter_to(
-        &mut self,
-        no: u32,
-        seq: u64,
-        reason: DeadReason,
-        target: Option<DeadLetterTarget>,
-        cx: &mut Cx,
-    ) {
+    fn dead_letter_to(&mut self, no: u32, seq: u64, reason: DeadReason, target: Option<DeadLetterTarget>, cx: &mut Cx) {
         let now = cx.now;
         let qid = self.record.id;
         match target {
@@ -460,14 +398,8 @@ impl QueueState {
                 let pkey = self.pkey(&meta);
                 let g = self.groups.get_mut(&no).expect("group exists");
                 let info = g.info.remove(&seq).unwrap_or_default();
-                let keep_source = self
-                    .groups
-                    .values()
-                    .any(|other| other.no() != no && other.holds(pkey, seq));
-                let first_enqueued_at = meta
-                    .origin
-                    .as_ref()
-                    .map_or(meta.enqueued_at, |o| o.first_enqueued_at);
+                let keep_source = self.groups.values().any(|other| other.no() != no && other.holds(pkey, seq));
+                let first_enqueued_at = meta.origin.as_ref().map_or(meta.enqueued_at, |o| o.first_enqueued_at);
                 let moved = MessageMeta {
                     origin: Some(Box::new(Origin {
                         queue_id: qid,
@@ -486,8 +418,7 @@ impl QueueState {
                     g.acked.insert(seq);
                     lazy(
                         "dead-letter copy",
-                        cx.store
-                            .settle(qid, no, &[(seq, g.record_of(seq, DeliveryState::Acked))]),
+                        cx.store.settle(qid, no, &[(seq, g.record_of(seq, DeliveryState::Acked))]),
                     );
                 } else {
                     self.drop_message(seq);
@@ -521,17 +452,9 @@ impl QueueState {
         let g = self.groups.get_mut(&no).expect("group exists");
         let info = info.or_else(|| g.info.remove(&seq)).unwrap_or_default();
         g.info.remove(&seq);
-        let d = Dead {
-            died_at,
-            reason,
-            state: DeadState::Ready,
-            info,
-        };
+        let d = Dead { died_at, reason, state: DeadState::Ready, info };
         g.dead.insert(seq, d);
-        lazy(
-            "dead-letter",
-            cx.store.settle(self.record.id, no, &[(seq, d.record())]),
-        );
+        lazy("dead-letter", cx.store.settle(self.record.id, no, &[(seq, d.record())]));
     }
 
     /// Removes a message from memory (all groups, all indexes). The caller writes the store.
@@ -583,16 +506,12 @@ impl QueueState {
                 )));
             }
             if m.tags.len() > MAX_TAGS {
-                return Err(CoreError::InvalidArgument(format!(
-                    "message {i} has more than {MAX_TAGS} tags"
-                )));
+                return Err(CoreError::InvalidArgument(format!("message {i} has more than {MAX_TAGS} tags")));
             }
             if let Some(p) = m.priority
                 && !(1..=16).contains(&p)
             {
-                return Err(CoreError::InvalidArgument(format!(
-                    "message {i} has priority {p} (1-16)"
-                )));
+                return Err(CoreError::InvalidArgument(format!("message {i} has priority {p} (1-16)")));
             }
         }
         let mut seq = self.last_seq;
@@ -611,13 +530,7 @@ impl QueueState {
                 tags: m.tags,
                 origin: None,
             };
-            records.push((
-                meta,
-                MessageBody {
-                    body: m.body,
-                    attributes: m.attributes,
-                },
-            ));
+            records.push((meta, MessageBody { body: m.body, attributes: m.attributes }));
         }
         cx.store.append(self.record.id, &records)?;
         self.last_seq = seq;
@@ -664,8 +577,7 @@ impl QueueState {
                 let msgs = &self.msgs;
                 let g = self.groups.get_mut(&no).expect("group exists");
                 g.record = rec;
-                g.ready
-                    .retain(|(_, seq)| msgs.get(seq).is_some_and(|m| rule.matches(&m.tags)));
+                g.ready.retain(|(_, seq)| msgs.get(seq).is_some_and(|m| rule.matches(&m.tags)));
                 Ok(())
             }
         }
@@ -678,9 +590,7 @@ impl QueueState {
         if let Some(rule) = &opts.rule {
             self.apply_rule(no, rule, cx)?;
         }
-        let lease_ms = opts
-            .lease_ms
-            .unwrap_or(self.record.config.visibility_timeout_secs * 1000);
+        let lease_ms = opts.lease_ms.unwrap_or(self.record.config.visibility_timeout_secs * 1000);
         let fifo = self.record.config.kind == QueueKind::Fifo;
         let g = self.groups.get(&no).expect("group exists");
         let block = if fifo {
@@ -717,10 +627,7 @@ impl QueueState {
         let mut out = Vec::with_capacity(chosen.len());
         for (pkey, seq) in chosen {
             g.ready.remove(&(pkey, seq));
-            let lease = Lease {
-                until: now.saturating_add(lease_ms),
-                lease: cx.lease_id(),
-            };
+            let lease = Lease { until: now.saturating_add(lease_ms), lease: cx.lease_id() };
             g.put_lease(seq, lease);
             let info = g.info.entry(seq).or_default();
             info.deliveries += 1;
@@ -728,13 +635,7 @@ impl QueueState {
                 info.first_at = now;
             }
             let info = *info;
-            let rec = g.record_of(
-                seq,
-                DeliveryState::Leased {
-                    until: lease.until,
-                    lease: lease.lease,
-                },
-            );
+            let rec = g.record_of(seq, DeliveryState::Leased { until: lease.until, lease: lease.lease });
             lazy("lease", cx.store.lease(qid, no, seq, &rec));
             out.push(Picked {
                 meta: self.msgs.get(&seq).expect("ready message exists").clone(),
@@ -772,10 +673,7 @@ impl QueueState {
     pub fn lease_by_id(&self, no: u32, id: MessageId) -> Result<(u64, Lease)> {
         let seq = self.seq_of(id).ok_or(CoreError::MessageNotFound)?;
         let g = self.group(no)?;
-        g.leases
-            .get(&seq)
-            .map(|l| (seq, *l))
-            .ok_or(CoreError::NotInFlight)
+        g.leases.get(&seq).map(|l| (seq, *l)).ok_or(CoreError::NotInFlight)
     }
 
     /// Success: the group is done with the message.
@@ -794,14 +692,7 @@ impl QueueState {
     }
 
     /// Failure: counts it and requeues or dead-letters. Returns whether it was requeued.
-    pub fn nack(
-        &mut self,
-        no: u32,
-        seq: u64,
-        lease: u64,
-        dead_now: bool,
-        cx: &mut Cx,
-    ) -> Result<bool> {
+    pub fn nack(&mut self, no: u32, seq: u64, lease: u64, dead_now: bool, cx: &mut Cx) -> Result<bool> {
         self.live_lease(no, seq, lease)?;
         self.group_mut(no)?.take_lease(seq);
         let force = dead_now.then_some(DeadReason::Nacked);
@@ -819,24 +710,11 @@ impl QueueState {
     ) -> Result<(Lease, MessageMeta, Info)> {
         self.live_lease(no, seq, lease)?;
         let qid = self.record.id;
-        let meta = self
-            .msgs
-            .get(&seq)
-            .cloned()
-            .ok_or(CoreError::ReceiptStale)?;
+        let meta = self.msgs.get(&seq).cloned().ok_or(CoreError::ReceiptStale)?;
         let g = self.group_mut(no)?;
-        let l = Lease {
-            until,
-            lease: cx.lease_id(),
-        };
+        let l = Lease { until, lease: cx.lease_id() };
         g.put_lease(seq, l);
-        let rec = g.record_of(
-            seq,
-            DeliveryState::Leased {
-                until,
-                lease: l.lease,
-            },
-        );
+        let rec = g.record_of(seq, DeliveryState::Leased { until, lease: l.lease });
         lazy("extend", cx.store.lease(qid, no, seq, &rec));
         Ok((l, meta, g.info_of(seq)))
     }
@@ -900,27 +778,12 @@ impl QueueState {
         let mut out = Vec::new();
         let mut changed = Vec::new();
         for seq in chosen {
-            let lease = Lease {
-                until: now.saturating_add(lease_ms),
-                lease: cx.lease_id(),
-            };
-            g.set_dead_state(
-                seq,
-                DeadState::Leased {
-                    until: lease.until,
-                    lease: lease.lease,
-                },
-            );
+            let lease = Lease { until: now.saturating_add(lease_ms), lease: cx.lease_id() };
+            g.set_dead_state(seq, DeadState::Leased { until: lease.until, lease: lease.lease });
             let d = g.dead[&seq];
             changed.push((seq, d.record()));
             if let Some(meta) = msgs.get(&seq) {
-                out.push(Picked {
-                    meta: meta.clone(),
-                    group: no,
-                    lease,
-                    info: d.info,
-                    dead: true,
-                });
+                out.push(Picked { meta: meta.clone(), group: no, lease, info: d.info, dead: true });
             }
         }
         if !changed.is_empty() {
@@ -930,33 +793,16 @@ impl QueueState {
     }
 
     /// Settles a leased dead letter: consumed, or back to ready (never dead-lettered again).
-    pub fn settle_dead(
-        &mut self,
-        no: u32,
-        seq: u64,
-        lease: u64,
-        success: bool,
-        cx: &mut Cx,
-    ) -> Result<()> {
+    pub fn settle_dead(&mut self, no: u32, seq: u64, lease: u64, success: bool, cx: &mut Cx) -> Result<()> {
         let qid = self.record.id;
         let g = self.groups.get_mut(&no).ok_or(CoreError::ReceiptStale)?;
         match g.dead.get(&seq).map(|d| d.state) {
             Some(DeadState::Leased { lease: l, .. }) if l == lease => {}
             _ => return Err(CoreError::ReceiptStale),
         }
-        g.set_dead_state(
-            seq,
-            if success {
-                DeadState::Acked
-            } else {
-                DeadState::Ready
-            },
-        );
+        g.set_dead_state(seq, if success { DeadState::Acked } else { DeadState::Ready });
         let rec = g.dead[&seq].record();
-        lazy(
-            "dead-letter settle",
-            cx.store.settle(qid, no, &[(seq, rec)]),
-        );
+        lazy("dead-letter settle", cx.store.settle(qid, no, &[(seq, rec)]));
         if success {
             self.maybe_remove(seq, cx);
         } else {
@@ -1000,16 +846,10 @@ impl QueueState {
             let meta = &self.msgs[&seq];
             let pkey = self.pkey(meta);
             let delayed = self.delayed_seqs.contains(&seq);
-            let active = delayed
-                || self
-                    .groups
-                    .values()
-                    .any(|g| g.ready.contains(&(pkey, seq)) || g.leases.contains_key(&seq));
-            let has_dead = self
-                .groups
-                .values()
-                .any(|g| g.dead.get(&seq).is_some_and(|d| d.pending()))
-                || meta.origin.is_some();
+            let active =
+                delayed || self.groups.values().any(|g| g.ready.contains(&(pkey, seq)) || g.leases.contains_key(&seq));
+            let has_dead =
+                self.groups.values().any(|g| g.dead.get(&seq).is_some_and(|d| d.pending())) || meta.origin.is_some();
             if has_dead {
                 if active {
                     purged += 1;
@@ -1036,10 +876,7 @@ impl QueueState {
 
     pub fn stats(&self, no: u32) -> Result<GroupStats> {
         let g = self.group(no)?;
-        let mut oldest_seq = [g.min_ready(), g.leases.keys().copied().min()]
-            .into_iter()
-            .flatten()
-            .min();
+        let mut oldest_seq = [g.min_ready(), g.leases.keys().copied().min()].into_iter().flatten().min();
         if let Some(&d) = self.delayed_seqs.first() {
             oldest_seq = Some(oldest_seq.map_or(d, |o| o.min(d)));
         }
@@ -1051,18 +888,13 @@ impl QueueState {
             dead_total: g.dead.len() as u64,
             acked: g.acked.len() as u64,
             produced: self.msgs.len() as u64,
-            oldest_enqueued_at: oldest_seq
-                .and_then(|s| self.msgs.get(&s))
-                .map(|m| m.enqueued_at),
+            oldest_enqueued_at: oldest_seq.and_then(|s| self.msgs.get(&s)).map(|m| m.enqueued_at),
         })
     }
 
     /// Sequence of the first message enqueued at or after `t` (or past the end).
     fn first_seq_at(&self, t: Millis) -> u64 {
-        self.msgs
-            .values()
-            .find(|m| m.enqueued_at >= t)
-            .map_or(self.last_seq + 1, |m| m.seq)
+        self.msgs.values().find(|m| m.enqueued_at >= t).map_or(self.last_seq + 1, |m| m.seq)
     }
 
     /// Repositions a named group: messages from the position on are deliverable (counts reset),
@@ -1081,14 +913,7 @@ impl QueueState {
         let entries: Vec<(u64, u8, bool, bool)> = self
             .msgs
             .values()
-            .map(|m| {
-                (
-                    m.seq,
-                    self.pkey(m),
-                    self.delayed_seqs.contains(&m.seq),
-                    g.accepts(&m.tags),
-                )
-            })
+            .map(|m| (m.seq, self.pkey(m), self.delayed_seqs.contains(&m.seq), g.accepts(&m.tags)))
             .collect();
         let g = self.groups.get_mut(&no).expect("group exists");
         let leased: Vec<u64> = g.leases.keys().copied().collect();
@@ -1113,12 +938,7 @@ impl QueueState {
                 g.info.remove(&seq);
                 skip.push((
                     seq,
-                    DeliveryRecord {
-                        deliveries: 0,
-                        failures: 0,
-                        first_delivered_at: 0,
-                        state: DeliveryState::Skipped,
-                    },
+                    DeliveryRecord { deliveries: 0, failures: 0, first_delivered_at: 0, state: DeliveryState::Skipped },
                 ));
             }
         }
@@ -1147,20 +967,13 @@ impl QueueState {
     pub fn rekey(&mut self) {
         let keys: HashMap<u64, u8> = self.msgs.values().map(|m| (m.seq, self.pkey(m))).collect();
         for g in self.groups.values_mut() {
-            g.ready = g
-                .ready
-                .iter()
-                .map(|(_, s)| (keys.get(s).copied().unwrap_or(0), *s))
-                .collect();
+            g.ready = g.ready.iter().map(|(_, s)| (keys.get(s).copied().unwrap_or(0), *s)).collect();
         }
     }
 
     /// Seqs of the messages here that died in queue `source`.
     pub fn foreign_dead_from(&self, source: Uuid) -> Vec<u64> {
-        self.foreign_dead
-            .get(&source)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        self.foreign_dead.get(&source).map(|s| s.iter().copied().collect()).unwrap_or_default()
     }
 
     /// Removes a foreign dead letter (redrive back to its source) and returns its meta.
@@ -1177,19 +990,8 @@ impl QueueState {
             self.msgs.insert(mv.from_seq, meta);
         }
         if self.groups.contains_key(&mv.group) {
-            self.groups
-                .get_mut(&mv.group)
-                .expect("exists")
-                .acked
-                .remove(&mv.from_seq);
-            self.dead_letter_own(
-                mv.group,
-                mv.from_seq,
-                mv.reason,
-                mv.died_at,
-                Some(mv.info),
-                cx,
-            );
+            self.groups.get_mut(&mv.group).expect("exists").acked.remove(&mv.from_seq);
+            self.dead_letter_own(mv.group, mv.from_seq, mv.reason, mv.died_at, Some(mv.info), cx);
         }
     }
 }

@@ -48,8 +48,7 @@ impl ReceiptKey {
     }
 
     fn mac(&self, body: &[u8]) -> [u8; MAC_LEN] {
-        let mut m =
-            <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
+        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
         m.update(body);
         let full = m.finalize().into_bytes();
         let mut out = [0u8; MAC_LEN];
@@ -74,17 +73,12 @@ impl ReceiptKey {
     /// Opens a handle, checking its seal. Any defect is [`CoreError::ReceiptMalformed`].
     pub fn open(&self, handle: &str) -> Result<Receipt, CoreError> {
         let mut buf = [0u8; BODY_LEN + MAC_LEN + 3];
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(handle.as_bytes(), &mut buf)
-            .map_err(|_| CoreError::ReceiptMalformed)?;
+        let n = URL_SAFE_NO_PAD.decode_slice(handle.as_bytes(), &mut buf).map_err(|_| CoreError::ReceiptMalformed)?;
         if n != BODY_LEN + MAC_LEN || buf[0] != VERSION || buf[1] > 1 {
             return Err(CoreError::ReceiptMalformed);
         }
         let want = self.mac(&buf[..BODY_LEN]);
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            &want[..],
-            &buf[BODY_LEN..BODY_LEN + MAC_LEN],
-        )) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&want[..], &buf[BODY_LEN..BODY_LEN + MAC_LEN])) {
             return Err(CoreError::ReceiptMalformed);
         }
         let u64_at = |i: usize| u64::from_be_bytes(buf[i..i + 8].try_into().expect("8 bytes"));
@@ -108,46 +102,24 @@ mod tests {
 
     #[test]
     fn round_trip_is_url_safe() {
-        let r = Receipt {
-            queue_salt: u64::MAX - 3,
-            group: 7,
-            seq: 42,
-            lease: 99,
-            dead: true,
-        };
+        let r = Receipt { queue_salt: u64::MAX - 3, group: 7, seq: 42, lease: 99, dead: true };
         let h = key(1).mint(&r);
-        assert!(
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-            "{h}"
-        );
+        assert!(h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{h}");
         assert_eq!(key(1).open(&h).unwrap(), r);
     }
 
     #[test]
     fn other_key_tampering_and_garbage_are_malformed() {
-        let r = Receipt {
-            queue_salt: 1,
-            group: 0,
-            seq: 2,
-            lease: 3,
-            dead: false,
-        };
+        let r = Receipt { queue_salt: 1, group: 0, seq: 2, lease: 3, dead: false };
         let h = key(1).mint(&r);
         assert!(matches!(key(2).open(&h), Err(CoreError::ReceiptMalformed)));
         // Flip one character in the middle.
         let mut b = h.clone().into_bytes();
         b[10] = if b[10] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(b).unwrap();
-        assert!(matches!(
-            key(1).open(&tampered),
-            Err(CoreError::ReceiptMalformed)
-        ));
+        assert!(matches!(key(1).open(&tampered), Err(CoreError::ReceiptMalformed)));
         for junk in ["", "abc", "!!!!", &h[..h.len() - 1], &format!("{h}AA")] {
-            assert!(
-                matches!(key(1).open(junk), Err(CoreError::ReceiptMalformed)),
-                "{junk}"
-            );
+            assert!(matches!(key(1).open(junk), Err(CoreError::ReceiptMalformed)), "{junk}");
         }
     }
 }

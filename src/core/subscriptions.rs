@@ -38,20 +38,13 @@ impl Broker {
 
     /// The subscriptions of one queue, oldest first.
     pub fn subscriptions_of(&self, q: &Queue) -> Vec<SubscriptionRecord> {
-        let mut v: Vec<_> = self
-            .subs
-            .lock()
-            .values()
-            .filter(|s| s.queue_id == q.id)
-            .cloned()
-            .collect();
+        let mut v: Vec<_> = self.subs.lock().values().filter(|s| s.queue_id == q.id).cloned().collect();
         v.sort_by_key(|s| (s.created_at, s.id));
         v
     }
 
     /// The queue a subscription delivers from.
     pub fn subscription_queue(&self, sub: &SubscriptionRecord) -> Result<std::sync::Arc<Queue>> {
-        self.queue_by_id(&sub.namespace, sub.queue_id)
-            .map_err(|_| CoreError::QueueNotFound)
+        self.queue_by_id(&sub.namespace, sub.queue_id).map_err(|_| CoreError::QueueNotFound)
     }
 }

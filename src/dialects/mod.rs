@@ -21,15 +21,12 @@ pub enum Dialect {
 }
 
 pub fn dialect_of(path: &str) -> Dialect {
-    if path == infrai::PREFIX || path.starts_with("/v1/queue/") {
-        Dialect::Infrai
-    } else {
-        Dialect::Other
-    }
+    if path == infrai::PREFIX || path.starts_with("/v1/queue/") { Dialect::Infrai } else { Dialect::Other }
 }
 
 fn generic(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "request_id": request_id()}}))).into_response()
+    (status, axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "request_id": request_id()}})))
+        .into_response()
 }
 
 /// Fallback for paths no dialect serves.

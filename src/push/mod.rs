@@ -51,22 +51,14 @@ impl PushManager {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = Arc::new(SsrfPolicy::new(&cfg.allow_targets));
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-            }))
+            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .user_agent(concat!("qgate-push/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the push HTTP client builds");
-        Arc::new(PushManager {
-            broker,
-            cfg,
-            policy,
-            client,
-            workers: Mutex::new(HashMap::new()),
-        })
+        Arc::new(PushManager { broker, cfg, policy, client, workers: Mutex::new(HashMap::new()) })
     }
 
     /// Starts a worker for every stored subscription (server start).
@@ -147,11 +139,7 @@ impl PushManager {
                 Err(CoreError::QueueNotFound) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, subscription = %sub.id, "push receive failed");
-                    let _ = self
-                        .broker
-                        .clock()
-                        .sleep_until(self.broker.now() + 1000)
-                        .await;
+                    let _ = self.broker.clock().sleep_until(self.broker.now() + 1000).await;
                     continue;
                 }
             };
@@ -193,21 +181,13 @@ impl PushManager {
                 }
             }
             if attempt > sub.max_retries {
-                if let Err(e) = self
-                    .broker
-                    .dead_letter_delivery(q, &handle, sub.dead_letter_queue)
-                    .await
-                {
+                if let Err(e) = self.broker.dead_letter_delivery(q, &handle, sub.dead_letter_queue).await {
                     tracing::warn!(error = %e, subscription = %sub.id, "push dead-letter failed");
                 }
                 return;
             }
             let shift = (attempt - 1).min(20);
-            let backoff = self
-                .cfg
-                .backoff_base_ms
-                .saturating_mul(1 << shift)
-                .min(self.cfg.backoff_max_ms);
+            let backoff = self.cfg.backoff_base_ms.saturating_mul(1 << shift).min(self.cfg.backoff_max_ms);
             // Keep the message ours while we wait and retry.
             let hold = backoff + self.cfg.timeout_ms + sub.visibility_timeout_secs * 1000;
             match self.broker.change_visibility(q, &handle, hold).await {
@@ -215,9 +195,7 @@ impl PushManager {
                 Err(_) => return, // the lease is gone (queue deleted, shutdown): it will come back
             }
             let clock = self.broker.clock().clone();
-            clock
-                .sleep_until(self.broker.now().saturating_add(backoff))
-                .await;
+            clock.sleep_until(self.broker.now().saturating_add(backoff)).await;
             if self.broker.is_shutting_down() {
                 return;
             }
@@ -225,13 +203,7 @@ impl PushManager {
     }
 
     /// One POST. Ok only for a 2xx answer.
-    async fn post(
-        &self,
-        sub: &SubscriptionRecord,
-        q: &Queue,
-        d: &Delivery,
-        attempts: u32,
-    ) -> Result<(), String> {
+    async fn post(&self, sub: &SubscriptionRecord, q: &Queue, d: &Delivery, attempts: u32) -> Result<(), String> {
         let url = Url::parse(&sub.url).map_err(|e| e.to_string())?;
         self.policy.check(&url).await?;
         let body = json!({
@@ -244,20 +216,12 @@ impl PushManager {
         })
         .to_string();
         let ts = (self.broker.now() / 1000).to_string();
-        let mut req = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-qgate-timestamp", &ts);
+        let mut req = self.client.post(url).header("content-type", "application/json").header("x-qgate-timestamp", &ts);
         if let Some(secret) = &sub.secret {
             let sig = hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
             req = req.header("x-qgate-signature", format!("sha256={}", hex::encode(sig)));
         }
         let resp = req.body(body).send().await.map_err(|e| e.to_string())?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("status {}", resp.status()))
-        }
+        if resp.status().is_success() { Ok(()) } else { Err(format!("status {}", resp.status())) }
     }
 }

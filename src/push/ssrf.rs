@@ -121,10 +121,7 @@ impl SsrfPolicy {
             Err(_) => {
                 let addrs = resolve(bare, port).await?;
                 match addrs.iter().find(|a| !is_public(a.ip())) {
-                    Some(a) => Err(format!(
-                        "{host} resolves to {}, which is not a public address",
-                        a.ip()
-                    )),
+                    Some(a) => Err(format!("{host} resolves to {}, which is not a public address", a.ip())),
                     None => Ok(()),
                 }
             }
@@ -133,10 +130,8 @@ impl SsrfPolicy {
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("{host} does not resolve: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|e| format!("{host} does not resolve: {e}"))?.collect();
     if addrs.is_empty() {
         return Err(format!("{host} does not resolve"));
     }
@@ -155,10 +150,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let addrs = resolve(&host, 0).await?;
             let listed = policy.host_listed(&host);
-            let ok: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| listed || policy.ip_listed(a.ip()) || is_public(a.ip()))
-                .collect();
+            let ok: Vec<SocketAddr> =
+                addrs.into_iter().filter(|a| listed || policy.ip_listed(a.ip()) || is_public(a.ip())).collect();
             if ok.is_empty() {
                 return Err(format!("{host} resolves only to non-public addresses").into());
             }
@@ -196,13 +189,7 @@ mod tests {
         ] {
             assert!(!is_public(bad.parse().unwrap()), "{bad} must be refused");
         }
-        for good in [
-            "8.8.8.8",
-            "1.1.1.1",
-            "100.128.0.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-        ] {
+        for good in ["8.8.8.8", "1.1.1.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
             assert!(is_public(good.parse().unwrap()), "{good} is public");
         }
     }
@@ -210,62 +197,17 @@ mod tests {
     #[tokio::test]
     async fn allowlist_exempts_only_what_it_lists() {
         let p = SsrfPolicy::new(&["127.0.0.1".into()]);
-        assert!(
-            p.check(&Url::parse("http://127.0.0.1:9/x").unwrap())
-                .await
-                .is_ok()
-        );
-        assert!(
-            p.check(&Url::parse("http://169.254.169.254/latest").unwrap())
-                .await
-                .is_err()
-        );
-        assert!(
-            p.check(&Url::parse("https://169.254.169.254/latest").unwrap())
-                .await
-                .is_err()
-        );
-        assert!(
-            p.check(&Url::parse("https://10.0.0.1/").unwrap())
-                .await
-                .is_err()
-        );
-        assert!(
-            p.check(&Url::parse("http://8.8.8.8/").unwrap())
-                .await
-                .is_err(),
-            "http needs the allowlist"
-        );
-        assert!(
-            p.check(&Url::parse("https://8.8.8.8/").unwrap())
-                .await
-                .is_ok()
-        );
-        assert!(
-            p.check(&Url::parse("https://[::1]/").unwrap())
-                .await
-                .is_err()
-        );
-        assert!(
-            p.check(&Url::parse("ftp://127.0.0.1/").unwrap())
-                .await
-                .is_err()
-        );
+        assert!(p.check(&Url::parse("http://127.0.0.1:9/x").unwrap()).await.is_ok());
+        assert!(p.check(&Url::parse("http://169.254.169.254/latest").unwrap()).await.is_err());
+        assert!(p.check(&Url::parse("https://169.254.169.254/latest").unwrap()).await.is_err());
+        assert!(p.check(&Url::parse("https://10.0.0.1/").unwrap()).await.is_err());
+        assert!(p.check(&Url::parse("http://8.8.8.8/").unwrap()).await.is_err(), "http needs the allowlist");
+        assert!(p.check(&Url::parse("https://8.8.8.8/").unwrap()).await.is_ok());
+        assert!(p.check(&Url::parse("https://[::1]/").unwrap()).await.is_err());
+        assert!(p.check(&Url::parse("ftp://127.0.0.1/").unwrap()).await.is_err());
         let none = SsrfPolicy::new(&[]);
-        assert!(
-            none.check(&Url::parse("http://127.0.0.1:9/x").unwrap())
-                .await
-                .is_err()
-        );
-        assert!(
-            none.check(&Url::parse("https://localhost/").unwrap())
-                .await
-                .is_err()
-        );
-        assert!(
-            none.check(&Url::parse("https://does-not-exist.invalid/").unwrap())
-                .await
-                .is_err()
-        );
+        assert!(none.check(&Url::parse("http://127.0.0.1:9/x").unwrap()).await.is_err());
+        assert!(none.check(&Url::parse("https://localhost/").unwrap()).await.is_err());
+        assert!(none.check(&Url::parse("https://does-not-exist.invalid/").unwrap()).await.is_err());
     }
 }

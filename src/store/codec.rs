@@ -24,11 +24,10 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&CURRENT, rest)) => postcard::from_bytes(rest)
-            .map_err(|e| StoreError(format!("corrupt {what} record: {e}"))),
-        Some((v, _)) => Err(StoreError(format!(
-            "{what} record has version {v}, this build reads up to {CURRENT}"
-        ))),
+        Some((&CURRENT, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| StoreError(format!("corrupt {what} record: {e}")))
+        }
+        Some((v, _)) => Err(StoreError(format!("{what} record has version {v}, this build reads up to {CURRENT}"))),
         None => Err(StoreError(format!("empty {what} record"))),
     }
 }
@@ -44,10 +43,7 @@ mod tests {
             deliveries: 3,
             failures: 1,
             first_delivered_at: 17,
-            state: DeliveryState::Leased {
-                until: 99,
-                lease: 5,
-            },
+            state: DeliveryState::Leased { until: 99, lease: 5 },
         };
         let bytes = encode(&r);
         assert_eq!(bytes[0], CURRENT);

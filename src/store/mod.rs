@@ -40,8 +40,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::core::model::{
-    DeliveryRecord, GroupRecord, IdempotencyRecord, MessageBody, MessageMeta, QueueRecord,
-    SubscriptionRecord,
+    DeliveryRecord, GroupRecord, IdempotencyRecord, MessageBody, MessageMeta, QueueRecord, SubscriptionRecord,
 };
 
 /// A storage failure. The message is for logs; dialects answer "internal error".
@@ -104,30 +103,16 @@ pub trait Store: Send + Sync + 'static {
     /// Moves one message to another queue (dead-lettering to a target queue, or redrive back),
     /// body and attributes included, as `meta` (its new sequence and origin). One atomic step.
     /// With `keep_source` the source message stays (other groups still need it): a copy.
-    fn transfer(
-        &self,
-        from: Uuid,
-        from_seq: u64,
-        to: Uuid,
-        meta: &MessageMeta,
-        keep_source: bool,
-    ) -> StoreResult<()>;
+    fn transfer(&self, from: Uuid, from_seq: u64, to: Uuid, meta: &MessageMeta, keep_source: bool) -> StoreResult<()>;
 
     /// A delivery was leased, or its lease changed (extend / change-visibility).
     fn lease(&self, queue: Uuid, group: u32, seq: u64, record: &DeliveryRecord) -> StoreResult<()>;
     /// A delivery ended without success (nack, lease expiry, failed confirm): ready again, with
     /// its counts kept.
-    fn release(
-        &self,
-        queue: Uuid,
-        group: u32,
-        seq: u64,
-        record: &DeliveryRecord,
-    ) -> StoreResult<()>;
+    fn release(&self, queue: Uuid, group: u32, seq: u64, record: &DeliveryRecord) -> StoreResult<()>;
     /// The group is done with these messages (acked, or skipped by a reset), or a dead letter of
     /// the group's own store changed state: the record says which.
-    fn settle(&self, queue: Uuid, group: u32, entries: &[(u64, DeliveryRecord)])
-    -> StoreResult<()>;
+    fn settle(&self, queue: Uuid, group: u32, entries: &[(u64, DeliveryRecord)]) -> StoreResult<()>;
     /// Forgets the group's state of these messages: ready and never delivered again (redrive,
     /// reset to a position).
     fn forget(&self, queue: Uuid, group: u32, seqs: &[u64]) -> StoreResult<()>;

@@ -34,8 +34,7 @@ use uuid::Uuid;
 use super::codec::{decode, encode};
 use super::{QueueSnapshot, Snapshot, Store, StoreError, StoreResult, SyncFuture};
 use crate::core::model::{
-    DeliveryRecord, GroupRecord, IdempotencyRecord, MessageBody, MessageMeta, QueueRecord,
-    SubscriptionRecord,
+    DeliveryRecord, GroupRecord, IdempotencyRecord, MessageBody, MessageMeta, QueueRecord, SubscriptionRecord,
 };
 
 /// How to open the sled store.
@@ -53,12 +52,7 @@ pub struct SledOptions {
 
 impl SledOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SledOptions {
-            path: path.into(),
-            cache_bytes: 64 * 1024 * 1024,
-            flush_every_ms: 500,
-            temporary: false,
-        }
+        SledOptions { path: path.into(), cache_bytes: 64 * 1024 * 1024, flush_every_ms: 500, temporary: false }
     }
 }
 
@@ -99,23 +93,15 @@ fn mkey(prefix: u8, q: Uuid, seq: u64) -> Vec<u8> {
 }
 
 fn dkey(q: Uuid, seq: u64, group: u32) -> Vec<u8> {
-    key(
-        b'D',
-        &[q.as_bytes(), &seq.to_be_bytes(), &group.to_be_bytes()],
-    )
+    key(b'D', &[q.as_bytes(), &seq.to_be_bytes(), &group.to_be_bytes()])
 }
 
 fn ikey(ns: &str, cap: &str, k: &str) -> Vec<u8> {
-    key(
-        b'I',
-        &[ns.as_bytes(), &[0], cap.as_bytes(), &[0], k.as_bytes()],
-    )
+    key(b'I', &[ns.as_bytes(), &[0], cap.as_bytes(), &[0], k.as_bytes()])
 }
 
 fn uuid_at(k: &[u8], at: usize) -> StoreResult<Uuid> {
-    k.get(at..at + 16)
-        .and_then(|b| Uuid::from_slice(b).ok())
-        .ok_or_else(|| StoreError("corrupt key".into()))
+    k.get(at..at + 16).and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(|| StoreError("corrupt key".into()))
 }
 
 fn u64_at(k: &[u8], at: usize) -> StoreResult<u64> {
@@ -137,11 +123,7 @@ impl SledStore {
             .cache_capacity(opts.cache_bytes)
             .flush_every_ms(Some(opts.flush_every_ms.max(1)))
             .mode(sled::Mode::HighThroughput);
-        cfg = if opts.temporary {
-            cfg.temporary(true)
-        } else {
-            cfg.path(&opts.path)
-        };
+        cfg = if opts.temporary { cfg.temporary(true) } else { cfg.path(&opts.path) };
         let db = cfg.open()?;
         let (tx, rx) = mpsc::channel::<Waiter>();
         let stats = Arc::new(CommitStats::default());
@@ -155,13 +137,7 @@ impl SledStore {
                 .spawn(move || committer(db, rx, stats, gate))
                 .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?
         };
-        Ok(SledStore {
-            db,
-            commits: Some(tx),
-            committer: Some(committer),
-            stats,
-            commit_gate: gate,
-        })
+        Ok(SledStore { db, commits: Some(tx), committer: Some(committer), stats, commit_gate: gate })
     }
 
     /// Number of flushes the committer has done (group-commit observability).
@@ -195,12 +171,7 @@ impl SledStore {
         Ok(())
     }
 
-    fn remove_delivery_records(
-        &self,
-        batch: &mut sled::Batch,
-        q: Uuid,
-        seq: u64,
-    ) -> StoreResult<()> {
+    fn remove_delivery_records(&self, batch: &mut sled::Batch, q: Uuid, seq: u64) -> StoreResult<()> {
         for kv in self.db.scan_prefix(mkey(b'D', q, seq)) {
             let (k, _) = kv?;
             batch.remove(k);
@@ -221,12 +192,7 @@ impl Drop for SledStore {
     }
 }
 
-fn committer(
-    db: sled::Db,
-    rx: mpsc::Receiver<Waiter>,
-    stats: Arc<CommitStats>,
-    gate: Arc<parking_lot::Mutex<()>>,
-) {
+fn committer(db: sled::Db, rx: mpsc::Receiver<Waiter>, stats: Arc<CommitStats>, gate: Arc<parking_lot::Mutex<()>>) {
     while let Ok(first) = rx.recv() {
         let _held = gate.lock();
         let mut waiters = vec![first];
@@ -235,9 +201,7 @@ fn committer(
         }
         let result = db.flush().map(|_| ()).map_err(StoreError::from);
         stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats
-            .syncs
-            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        stats.syncs.fetch_add(waiters.len() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, "flush failed");
         }
@@ -277,11 +241,7 @@ impl Store for SledStore {
                     let seq = u64_at(&k, 17)?;
                     let group = u32_at(&k, 25)?;
                     let rec: DeliveryRecord = decode(&v, "delivery")?;
-                    queues
-                        .entry(q)
-                        .or_default()
-                        .deliveries
-                        .push((group, seq, rec));
+                    queues.entry(q).or_default().deliveries.push((group, seq, rec));
                 }
                 Some(b'I') => snap.idempotency.push(decode(&v, "idempotency")?),
                 Some(b'U') => snap.subscriptions.push(decode(&v, "subscription")?),
@@ -289,10 +249,7 @@ impl Store for SledStore {
             }
         }
         // Orphans (a record without its queue) can only come from a torn external edit; ignore.
-        snap.queues = queues
-            .into_values()
-            .filter(|q| q.record.is_some())
-            .collect();
+        snap.queues = queues.into_values().filter(|q| q.record.is_some()).collect();
         for q in &mut snap.queues {
             q.deliveries.sort_by_key(|(g, s, _)| (*g, *s));
             if let Some(last) = q.messages.last() {
@@ -319,10 +276,7 @@ impl Store for SledStore {
     }
 
     fn put_group(&self, group: &GroupRecord) -> StoreResult<()> {
-        self.db.insert(
-            key(b'G', &[group.queue_id.as_bytes(), &group.no.to_be_bytes()]),
-            encode(group),
-        )?;
+        self.db.insert(key(b'G', &[group.queue_id.as_bytes(), &group.no.to_be_bytes()]), encode(group))?;
         Ok(())
     }
 
@@ -368,14 +322,7 @@ impl Store for SledStore {
         self.apply(batch)
     }
 
-    fn transfer(
-        &self,
-        from: Uuid,
-        from_seq: u64,
-        to: Uuid,
-        meta: &MessageMeta,
-        keep_source: bool,
-    ) -> StoreResult<()> {
+    fn transfer(&self, from: Uuid, from_seq: u64, to: Uuid, meta: &MessageMeta, keep_source: bool) -> StoreResult<()> {
         let body = self
             .db
             .get(mkey(b'B', from, from_seq))?
@@ -401,23 +348,12 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn release(
-        &self,
-        queue: Uuid,
-        group: u32,
-        seq: u64,
-        record: &DeliveryRecord,
-    ) -> StoreResult<()> {
+    fn release(&self, queue: Uuid, group: u32, seq: u64, record: &DeliveryRecord) -> StoreResult<()> {
         self.db.insert(dkey(queue, seq, group), encode(record))?;
         Ok(())
     }
 
-    fn settle(
-        &self,
-        queue: Uuid,
-        group: u32,
-        entries: &[(u64, DeliveryRecord)],
-    ) -> StoreResult<()> {
+    fn settle(&self, queue: Uuid, group: u32, entries: &[(u64, DeliveryRecord)]) -> StoreResult<()> {
         if let [(seq, rec)] = entries {
             self.db.insert(dkey(queue, *seq, group), encode(rec))?;
             return Ok(());
@@ -438,10 +374,7 @@ impl Store for SledStore {
     }
 
     fn put_idempotency(&self, record: &IdempotencyRecord) -> StoreResult<()> {
-        self.db.insert(
-            ikey(&record.namespace, &record.capability, &record.key),
-            encode(record),
-        )?;
+        self.db.insert(ikey(&record.namespace, &record.capability, &record.key), encode(record))?;
         Ok(())
     }
 
@@ -472,8 +405,7 @@ impl Store for SledStore {
             if !matches!(sent, Some(Ok(()))) {
                 return Err(StoreError("the commit thread has stopped".into()));
             }
-            rx.await
-                .unwrap_or_else(|_| Err(StoreError("the commit thread has stopped".into())))
+            rx.await.unwrap_or_else(|_| Err(StoreError("the commit thread has stopped".into())))
         })
     }
 }

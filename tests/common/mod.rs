@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qgate::config::Config;
-use qgate::core::model::{
-    DeadLetterPolicy, DeadLetterTarget, QueueConfig, QueueKind, RetentionMode,
-};
+use qgate::core::model::{DeadLetterPolicy, DeadLetterTarget, QueueConfig, QueueKind, RetentionMode};
 use qgate::core::{Broker, CreateOutcome, ManualClock, Queue, ReceiptKey};
 use qgate::server::AppState;
 use qgate::store::{SledOptions, SledStore};
@@ -23,14 +21,8 @@ pub fn secs(s: u64) -> Duration {
 
 /// A broker over a sled store in `dir`, on `clock`.
 pub fn open_broker(dir: &Path, clock: &ManualClock) -> (Arc<Broker>, Arc<SledStore>) {
-    let store =
-        Arc::new(SledStore::open(&SledOptions::new(dir.join("store"))).expect("open store"));
-    let broker = Broker::open(
-        store.clone(),
-        Arc::new(clock.clone()),
-        ReceiptKey::new([7; 32]),
-    )
-    .expect("open broker");
+    let store = Arc::new(SledStore::open(&SledOptions::new(dir.join("store"))).expect("open store"));
+    let broker = Broker::open(store.clone(), Arc::new(clock.clone()), ReceiptKey::new([7; 32])).expect("open broker");
     (broker, store)
 }
 
@@ -47,37 +39,18 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::new(T0);
         let (broker, store) = open_broker(dir.path(), &clock);
-        Env {
-            dir,
-            clock,
-            broker,
-            store,
-        }
+        Env { dir, clock, broker, store }
     }
 
     /// Drops the broker and store and opens them again from disk (a clean restart).
     pub fn restart(self) -> Self {
-        let Env {
-            dir,
-            clock,
-            broker,
-            store,
-        } = self;
+        let Env { dir, clock, broker, store } = self;
         broker.shutdown();
-        assert_eq!(
-            Arc::strong_count(&broker),
-            1,
-            "someone still holds the broker"
-        );
+        assert_eq!(Arc::strong_count(&broker), 1, "someone still holds the broker");
         drop(broker);
         drop(store);
         let (broker, store) = open_broker(dir.path(), &clock);
-        Env {
-            dir,
-            clock,
-            broker,
-            store,
-        }
+        Env { dir, clock, broker, store }
     }
 
     pub fn advance(&self, d: Duration) {
@@ -86,12 +59,7 @@ impl Env {
 
     /// Creates a queue with `cfg` in namespace "t".
     pub async fn queue(&self, name: &str, cfg: QueueConfig) -> Arc<Queue> {
-        match self
-            .broker
-            .create_queue("t", name, cfg, None)
-            .await
-            .expect("create")
-        {
+        match self.broker.create_queue("t", name, cfg, None).await.expect("create") {
             CreateOutcome::Created(_) => {}
             CreateOutcome::Exists(_) => panic!("queue {name} exists"),
         }
@@ -106,10 +74,7 @@ pub fn work() -> QueueConfig {
 
 /// A FIFO work queue.
 pub fn fifo() -> QueueConfig {
-    QueueConfig {
-        kind: QueueKind::Fifo,
-        ..QueueConfig::default()
-    }
+    QueueConfig { kind: QueueKind::Fifo, ..QueueConfig::default() }
 }
 
 /// A log-mode queue (DMS/CTYun-like) with dead letters after `max` failures in the own store.
@@ -117,10 +82,7 @@ pub fn log_queue(max: Option<u32>) -> QueueConfig {
     QueueConfig {
         mode: RetentionMode::Log,
         priority: false,
-        dead_letter: max.map(|m| DeadLetterPolicy {
-            max_failures: m,
-            target: DeadLetterTarget::Own,
-        }),
+        dead_letter: max.map(|m| DeadLetterPolicy { max_failures: m, target: DeadLetterTarget::Own }),
         ..QueueConfig::default()
     }
 }
@@ -186,14 +148,7 @@ impl TestServer {
         let task = tokio::spawn(qgate::server::run(opened, listener, async move {
             let _ = rx.await;
         }));
-        TestServer {
-            base,
-            clock,
-            state,
-            dir,
-            stop: Some(tx),
-            task: Some(task),
-        }
+        TestServer { base, clock, state, dir, stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {

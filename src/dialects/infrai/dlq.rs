@@ -22,29 +22,20 @@ pub async fn list(
     QueuePath(name): QueuePath,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     let limit = parse_limit(query.get("limit"), 100)?;
     let after = match query.get("cursor").filter(|c| !c.is_empty()) {
         Some(c) => {
             let text = decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?;
-            let (at, id) = text
-                .split_once(':')
-                .ok_or_else(|| ApiError::invalid("cursor is not valid"))?;
+            let (at, id) = text.split_once(':').ok_or_else(|| ApiError::invalid("cursor is not valid"))?;
             Some((
-                at.parse()
-                    .map_err(|_| ApiError::invalid("cursor is not valid"))?,
+                at.parse().map_err(|_| ApiError::invalid("cursor is not valid"))?,
                 MessageId::parse(id).ok_or_else(|| ApiError::invalid("cursor is not valid"))?,
             ))
         }
         None => None,
     };
-    let page = st
-        .broker
-        .dead_letters(&q, after, limit)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let page = st.broker.dead_letters(&q, after, limit).map_err(|e| ApiError::core(e, &name))?;
     let items: Vec<Value> = page.items.iter().map(dead_letter).collect();
     let mut out = json!({"items": items});
     if let Some((at, id)) = page.next {
@@ -62,46 +53,26 @@ pub async fn redrive(
     headers: HeaderMap,
     OptionalBody(b): OptionalBody,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     let max = b.opt_int("max_messages", 1, 100_000)?.unwrap_or(1000) as usize;
     let sel = if let Some(id) = b.opt_str("message_id")? {
         let parsed = MessageId::parse(id).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "MESSAGE_NOT_FOUND",
-                format!("dead letter '{id}' does not exist"),
-            )
+            ApiError::new(StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND", format!("dead letter '{id}' does not exist"))
         })?;
         RedriveSelector::One(parsed)
     } else if let Some(since) = b.opt_str("since")? {
-        RedriveSelector::Since(
-            parse_rfc3339(since)
-                .ok_or_else(|| ApiError::invalid("since must be an RFC 3339 time"))?,
-        )
+        RedriveSelector::Since(parse_rfc3339(since).ok_or_else(|| ApiError::invalid("since must be an RFC 3339 time"))?)
     } else {
         RedriveSelector::All
     };
-    Ok(once(
-        &st,
-        &t.name,
-        "queue.dlq.redrive",
-        &name,
-        &b,
-        &headers,
-        || async {
-            let n = st.broker.redrive(&q, sel, max).await.map_err(|e| match e {
-                CoreError::MessageNotFound => ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "MESSAGE_NOT_FOUND",
-                    "no such dead letter",
-                ),
-                e => ApiError::core(e, &name),
-            })?;
-            Ok((StatusCode::OK, json!({"queue": name, "redriven": n})))
-        },
-    )
+    Ok(once(&st, &t.name, "queue.dlq.redrive", &name, &b, &headers, || async {
+        let n = st.broker.redrive(&q, sel, max).await.map_err(|e| match e {
+            CoreError::MessageNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND", "no such dead letter")
+            }
+            e => ApiError::core(e, &name),
+        })?;
+        Ok((StatusCode::OK, json!({"queue": name, "redriven": n})))
+    })
     .await)
 }

@@ -20,11 +20,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -44,11 +40,7 @@ impl ApiError {
     }
 
     pub fn queue_not_found(name: &str) -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "QUEUE_NOT_FOUND",
-            format!("queue '{name}' does not exist"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "QUEUE_NOT_FOUND", format!("queue '{name}' does not exist"))
     }
 
     pub fn route_not_found() -> Self {
@@ -56,11 +48,7 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "method not allowed on this route",
-        )
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
     }
 
     /// A core error met while acting on queue `queue`.
@@ -76,48 +64,28 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         use StatusCode as S;
         match e {
-            CoreError::QueueNotFound => {
-                ApiError::new(S::NOT_FOUND, "QUEUE_NOT_FOUND", "queue does not exist")
+            CoreError::QueueNotFound => ApiError::new(S::NOT_FOUND, "QUEUE_NOT_FOUND", "queue does not exist"),
+            CoreError::QueueExists { .. } => ApiError::new(S::CONFLICT, "QUEUE_ALREADY_EXISTS", "queue already exists"),
+            CoreError::GroupNotFound => ApiError::new(S::NOT_FOUND, "ROUTE_NOT_FOUND", "consumer group does not exist"),
+            CoreError::GroupExists => {
+                ApiError::new(S::CONFLICT, "QUEUE_ALREADY_EXISTS", "consumer group already exists")
             }
-            CoreError::QueueExists { .. } => {
-                ApiError::new(S::CONFLICT, "QUEUE_ALREADY_EXISTS", "queue already exists")
-            }
-            CoreError::GroupNotFound => ApiError::new(
-                S::NOT_FOUND,
-                "ROUTE_NOT_FOUND",
-                "consumer group does not exist",
-            ),
-            CoreError::GroupExists => ApiError::new(
-                S::CONFLICT,
-                "QUEUE_ALREADY_EXISTS",
-                "consumer group already exists",
-            ),
             CoreError::MessageNotFound | CoreError::ReceiptMalformed => {
                 ApiError::new(S::NOT_FOUND, "MESSAGE_NOT_FOUND", "message does not exist")
             }
-            CoreError::NotInFlight | CoreError::ReceiptStale => ApiError::new(
-                S::CONFLICT,
-                "MESSAGE_NOT_IN_FLIGHT",
-                "message is not currently leased",
-            ),
+            CoreError::NotInFlight | CoreError::ReceiptStale => {
+                ApiError::new(S::CONFLICT, "MESSAGE_NOT_IN_FLIGHT", "message is not currently leased")
+            }
             CoreError::InvalidArgument(m) => ApiError::invalid(m),
             CoreError::TooLarge(m) => ApiError::too_large(m),
-            CoreError::QuotaExceeded(what) => {
-                ApiError::invalid(format!("quota of {what} exceeded"))
+            CoreError::QuotaExceeded(what) => ApiError::invalid(format!("quota of {what} exceeded")),
+            CoreError::TagRuleChanged => ApiError::invalid("the consumer group's tag rule cannot change"),
+            CoreError::GroupBusy => {
+                ApiError::new(S::CONFLICT, "MESSAGE_NOT_IN_FLIGHT", "the group has messages in flight")
             }
-            CoreError::TagRuleChanged => {
-                ApiError::invalid("the consumer group's tag rule cannot change")
+            CoreError::ShuttingDown => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the server is shutting down")
             }
-            CoreError::GroupBusy => ApiError::new(
-                S::CONFLICT,
-                "MESSAGE_NOT_IN_FLIGHT",
-                "the group has messages in flight",
-            ),
-            CoreError::ShuttingDown => ApiError::new(
-                S::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "the server is shutting down",
-            ),
             CoreError::Storage(cause) => {
                 tracing::error!(error = %cause, "storage failure");
                 ApiError::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")

@@ -24,20 +24,13 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <key>"))?;
-        let text = header
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?
-            .trim();
-        let (scheme, key) = text
-            .split_once(' ')
-            .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
+        let text = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?.trim();
+        let (scheme, key) =
+            text.split_once(' ').ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
         if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
             return Err(ApiError::unauthorized("Authorization must be a Bearer key"));
         }
-        st.auth
-            .bearer(key.trim())
-            .map(Caller)
-            .ok_or_else(|| ApiError::unauthorized("unknown API key"))
+        st.auth.bearer(key.trim()).map(Caller).ok_or_else(|| ApiError::unauthorized("unknown API key"))
     }
 }
 
@@ -61,10 +54,7 @@ impl FromRequestParts<AppState> for QueuePath {
 
 /// A path parameter other than the queue.
 pub fn path_param(parts: &RawPathParams, name: &str) -> Option<String> {
-    parts
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+    parts.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
 }
 
 /// The decoded query string, by name (the last occurrence wins).
@@ -72,11 +62,7 @@ pub struct QueryParams(pub Vec<(String, String)>);
 
 impl QueryParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -84,10 +70,7 @@ impl FromRequestParts<AppState> for QueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        Ok(QueryParams(parse_query(
-            parts.uri.query().unwrap_or(""),
-            true,
-        )))
+        Ok(QueryParams(parse_query(parts.uri.query().unwrap_or(""), true)))
     }
 }
 
@@ -98,37 +81,23 @@ pub struct Body(pub Map<String, Value>);
 /// Like [`Body`], but an empty body is an empty object (purge, redrive, delete).
 pub struct OptionalBody(pub Map<String, Value>);
 
-async fn object(
-    req: Request,
-    st: &AppState,
-    optional: bool,
-) -> Result<Map<String, Value>, ApiError> {
+async fn object(req: Request, st: &AppState, optional: bool) -> Result<Map<String, Value>, ApiError> {
     let limit = st.config.infrai.max_request_bytes;
-    let bytes = read_body(req.into_body(), limit)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => {
-                ApiError::too_large(format!("request body exceeds {limit} bytes"))
-            }
-            BodyError::Io(m) => ApiError::malformed(format!("cannot read the body: {m}")),
-        })?;
+    let bytes = read_body(req.into_body(), limit).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::too_large(format!("request body exceeds {limit} bytes")),
+        BodyError::Io(m) => ApiError::malformed(format!("cannot read the body: {m}")),
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return if optional {
             Ok(Map::new())
         } else {
-            Err(ApiError::malformed(
-                "the request body must be a JSON object",
-            ))
+            Err(ApiError::malformed("the request body must be a JSON object"))
         };
     }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::malformed(
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::malformed(format!(
-            "the request body is not valid JSON: {e}"
-        ))),
+        Ok(_) => Err(ApiError::malformed("the request body must be a JSON object")),
+        Err(e) => Err(ApiError::malformed(format!("the request body is not valid JSON: {e}"))),
     }
 }
 
@@ -189,16 +158,10 @@ pub trait Fields {
         };
         let n = v
             .as_i64()
-            .or_else(|| {
-                v.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                    .map(|f| f as i64)
-            })
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
             .ok_or_else(|| ApiError::invalid(format!("{name} must be an integer")))?;
         if n < lo || n > hi {
-            return Err(ApiError::invalid(format!(
-                "{name} must be between {lo} and {hi}"
-            )));
+            return Err(ApiError::invalid(format!("{name} must be between {lo} and {hi}")));
         }
         Ok(Some(n))
     }
@@ -208,13 +171,9 @@ pub trait Fields {
         let Some(v) = self.field(name) else {
             return Ok(None);
         };
-        let n = v
-            .as_f64()
-            .ok_or_else(|| ApiError::invalid(format!("{name} must be a number")))?;
+        let n = v.as_f64().ok_or_else(|| ApiError::invalid(format!("{name} must be a number")))?;
         if !(lo..=hi).contains(&n) {
-            return Err(ApiError::invalid(format!(
-                "{name} must be between {lo} and {hi}"
-            )));
+            return Err(ApiError::invalid(format!("{name} must be between {lo} and {hi}")));
         }
         Ok(Some(n))
     }

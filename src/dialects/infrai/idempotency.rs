@@ -21,17 +21,11 @@ use crate::server::AppState;
 pub fn key_of(body: &Map<String, Value>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     if let Some(k) = body.opt_str("idempotency_key")? {
         if k.is_empty() || k.len() > 255 {
-            return Err(ApiError::invalid(
-                "idempotency_key must be 1-255 characters",
-            ));
+            return Err(ApiError::invalid("idempotency_key must be 1-255 characters"));
         }
         return Ok(Some(k.to_string()));
     }
-    Ok(headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string))
+    Ok(headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string))
 }
 
 /// Fingerprint of a request: what "the same body" means.
@@ -86,11 +80,7 @@ where
         Idempotent::Proceed(ticket) => match act().await {
             Ok((status, v)) => {
                 let bytes = v.to_string().into_bytes();
-                if let Err(e) = st
-                    .broker
-                    .idempotency_finish(ticket, status.as_u16(), bytes.clone())
-                    .await
-                {
+                if let Err(e) = st.broker.idempotency_finish(ticket, status.as_u16(), bytes.clone()).await {
                     return ApiError::from(e).into_response();
                 }
                 json_response(status, bytes)

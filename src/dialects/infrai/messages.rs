@@ -24,27 +24,14 @@ struct Outgoing {
     fingerprint: [u8; 32],
 }
 
-fn outgoing(
-    st: &AppState,
-    queue: &str,
-    m: &Map<String, Value>,
-    at: &str,
-) -> Result<Outgoing, ApiError> {
-    let payload = m
-        .get("payload")
-        .ok_or_else(|| ApiError::invalid(format!("{at}payload is required")))?;
-    let body =
-        serde_json::to_vec(payload).map_err(|e| ApiError::invalid(format!("{at}payload: {e}")))?;
+fn outgoing(st: &AppState, queue: &str, m: &Map<String, Value>, at: &str) -> Result<Outgoing, ApiError> {
+    let payload = m.get("payload").ok_or_else(|| ApiError::invalid(format!("{at}payload is required")))?;
+    let body = serde_json::to_vec(payload).map_err(|e| ApiError::invalid(format!("{at}payload: {e}")))?;
     let limit = st.config.infrai.max_payload_bytes;
     if body.len() as u64 > limit {
-        return Err(ApiError::too_large(format!(
-            "{at}payload is {} bytes, the limit is {limit}",
-            body.len()
-        )));
+        return Err(ApiError::too_large(format!("{at}payload is {} bytes, the limit is {limit}", body.len())));
     }
-    let delay = m
-        .opt_num("delay_seconds", 0.0, 900.0)
-        .map_err(|e| ApiError::invalid(format!("{at}{}", e.message)))?;
+    let delay = m.opt_num("delay_seconds", 0.0, 900.0).map_err(|e| ApiError::invalid(format!("{at}{}", e.message)))?;
     let priority = m
         .opt_int("priority", 1, 16)
         .map_err(|e| ApiError::invalid(format!("{at}{}", e.message)))?
@@ -53,9 +40,7 @@ fn outgoing(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Some(s.clone()),
         Some(_) => {
-            return Err(ApiError::invalid(format!(
-                "{at}idempotency_key must be a string of 1-255 characters"
-            )));
+            return Err(ApiError::invalid(format!("{at}idempotency_key must be a string of 1-255 characters")));
         }
     };
     // The fingerprint of a batch entry equals that of the same single publish, so a batch retry
@@ -73,16 +58,9 @@ fn outgoing(
     })
 }
 
-fn queue_of(
-    st: &AppState,
-    ns: &str,
-    b: &Map<String, Value>,
-) -> Result<(String, std::sync::Arc<Queue>), ApiError> {
+fn queue_of(st: &AppState, ns: &str, b: &Map<String, Value>) -> Result<(String, std::sync::Arc<Queue>), ApiError> {
     let name = b.req_str("queue")?.to_string();
-    let q = st
-        .broker
-        .queue(ns, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(ns, &name).map_err(|e| ApiError::core(e, &name))?;
     Ok((name, q))
 }
 
@@ -95,20 +73,10 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     let name = b.req_str("queue")?.to_string();
     let out = outgoing(&st, &name, &b, "")?;
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     Ok(once(&st, &t.name, PUBLISH, "", &b, &headers, || async {
-        let metas = st
-            .broker
-            .publish(&q, vec![out.msg])
-            .await
-            .map_err(|e| ApiError::core(e, &name))?;
-        Ok((
-            StatusCode::CREATED,
-            json!({"message_id": metas[0].id.to_string()}),
-        ))
+        let metas = st.broker.publish(&q, vec![out.msg]).await.map_err(|e| ApiError::core(e, &name))?;
+        Ok((StatusCode::CREATED, json!({"message_id": metas[0].id.to_string()})))
     })
     .await)
 }
@@ -132,23 +100,16 @@ pub async fn publish_batch(
     let mut outs = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let Value::Object(m) = e else {
-            return Err(ApiError::invalid(format!(
-                "messages[{i}] must be an object"
-            )));
+            return Err(ApiError::invalid(format!("messages[{i}] must be an object")));
         };
-        outs.push(
-            outgoing(&st, &name, m, &format!("messages[{i}].")).map_err(|mut e| {
-                if e.code == "INVALID_ARGUMENT" && !e.message.starts_with("messages[") {
-                    e.message = format!("messages[{i}].{}", e.message);
-                }
-                e
-            })?,
-        );
+        outs.push(outgoing(&st, &name, m, &format!("messages[{i}].")).map_err(|mut e| {
+            if e.code == "INVALID_ARGUMENT" && !e.message.starts_with("messages[") {
+                e.message = format!("messages[{i}].{}", e.message);
+            }
+            e
+        })?);
     }
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     Ok(once(&st, &t.name, "queue.publish_batch", "", &b, &headers, || async {
         // Entries whose own key was seen before keep their first id; the rest publish together.
         let mut ids: Vec<Option<String>> = vec![None; outs.len()];
@@ -198,11 +159,7 @@ pub async fn publish_batch(
 }
 
 /// `POST /v1/queue/consume`
-pub async fn consume(
-    State(st): State<AppState>,
-    Caller(t): Caller,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
+pub async fn consume(State(st): State<AppState>, Caller(t): Caller, Body(b): Body) -> Result<Response, ApiError> {
     let (name, q) = queue_of(&st, &t.name, &b)?;
     let max = b.opt_int("max_messages", 1, 100)?.unwrap_or(1) as usize;
     let lease = b.opt_int("visibility_timeout", 1, 43_200)?;
@@ -212,11 +169,7 @@ pub async fn consume(
         wait_ms: Some(wait as u64 * 1000),
         ..ReceiveOptions::new(max)
     };
-    let got = st
-        .broker
-        .receive(&q, DEFAULT_GROUP, opts)
-        .await
-        .map_err(|e| ApiError::core(e, &name))?;
+    let got = st.broker.receive(&q, DEFAULT_GROUP, opts).await.map_err(|e| ApiError::core(e, &name))?;
     let messages: Vec<Value> = got.iter().map(delivered).collect();
     Ok(axum::Json(json!({"messages": messages})).into_response())
 }
@@ -228,11 +181,7 @@ fn message_id(b: &Map<String, Value>) -> Result<(String, Option<MessageId>), Api
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "MESSAGE_NOT_FOUND",
-        format!("message '{id}' does not exist"),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND", format!("message '{id}' does not exist"))
 }
 
 /// `POST /v1/queue/ack`
@@ -246,13 +195,10 @@ pub async fn ack(
     let (raw, id) = message_id(&b)?;
     Ok(once(&st, &t.name, "queue.ack", "", &b, &headers, || async {
         let id = id.ok_or_else(|| not_found(&raw))?;
-        st.broker
-            .ack_id(&q, DEFAULT_GROUP, id)
-            .await
-            .map_err(|e| match e {
-                crate::core::CoreError::MessageNotFound => not_found(&raw),
-                e => ApiError::core(e, &name),
-            })?;
+        st.broker.ack_id(&q, DEFAULT_GROUP, id).await.map_err(|e| match e {
+            crate::core::CoreError::MessageNotFound => not_found(&raw),
+            e => ApiError::core(e, &name),
+        })?;
         Ok((StatusCode::OK, json!({"message_id": raw, "acked": true})))
     })
     .await)
@@ -268,22 +214,13 @@ pub async fn nack(
     let (name, q) = queue_of(&st, &t.name, &b)?;
     let (raw, id) = message_id(&b)?;
     let requeue = b.opt_bool("requeue")?.unwrap_or(true);
-    Ok(
-        once(&st, &t.name, "queue.nack", "", &b, &headers, || async {
-            let id = id.ok_or_else(|| not_found(&raw))?;
-            let requeued = st
-                .broker
-                .nack_id(&q, DEFAULT_GROUP, id, !requeue)
-                .await
-                .map_err(|e| match e {
-                    crate::core::CoreError::MessageNotFound => not_found(&raw),
-                    e => ApiError::core(e, &name),
-                })?;
-            Ok((
-                StatusCode::OK,
-                json!({"message_id": raw, "nacked": true, "requeued": requeued}),
-            ))
-        })
-        .await,
-    )
+    Ok(once(&st, &t.name, "queue.nack", "", &b, &headers, || async {
+        let id = id.ok_or_else(|| not_found(&raw))?;
+        let requeued = st.broker.nack_id(&q, DEFAULT_GROUP, id, !requeue).await.map_err(|e| match e {
+            crate::core::CoreError::MessageNotFound => not_found(&raw),
+            e => ApiError::core(e, &name),
+        })?;
+        Ok((StatusCode::OK, json!({"message_id": raw, "nacked": true, "requeued": requeued})))
+    })
+    .await)
 }

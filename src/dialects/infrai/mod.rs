@@ -41,12 +41,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/queue/nack", post(messages::nack))
         .route("/v1/queue/dlq/list/{queue}", get(dlq::list))
         .route("/v1/queue/dlq/redrive/{queue}", post(dlq::redrive))
-        .route(
-            "/v1/queue/push_subscribe/{queue}",
-            post(push::subscribe).get(push::list),
-        )
-        .route(
-            "/v1/queue/push_subscribe/{queue}/{subscription}",
-            delete(push::unsubscribe),
-        )
+        .route("/v1/queue/push_subscribe/{queue}", post(push::subscribe).get(push::list))
+        .route("/v1/queue/push_subscribe/{queue}/{subscription}", delete(push::unsubscribe))
 }

@@ -23,25 +23,17 @@ pub async fn subscribe(
     headers: HeaderMap,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     let url = match (b.opt_str("url")?, b.opt_str("forward_to")?) {
         (Some(u), _) | (None, Some(u)) if !u.is_empty() => u.to_string(),
         _ => return Err(ApiError::invalid("url is required")),
     };
-    let secret = b
-        .opt_str("secret")?
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
+    let secret = b.opt_str("secret")?.filter(|s| !s.is_empty()).map(str::to_string);
     let max_retries = b.opt_int("max_retries", 0, 100)?.unwrap_or(5) as u32;
     let visibility = b.opt_int("visibility_timeout", 1, 43_200)?.unwrap_or(30) as u64;
     let dlq = match b.opt_str("dead_letter_queue")?.filter(|s| !s.is_empty()) {
         Some(d) if d == name => {
-            return Err(ApiError::invalid(
-                "dead_letter_queue must not be the queue itself",
-            ));
+            return Err(ApiError::invalid("dead_letter_queue must not be the queue itself"));
         }
         Some(d) => Some(
             st.broker
@@ -61,35 +53,21 @@ pub async fn subscribe(
         .check_target(&url)
         .await
         .map_err(|why| ApiError::invalid(format!("url is not an allowed push target: {why}")))?;
-    Ok(once(
-        &st,
-        &t.name,
-        "queue.push_subscribe",
-        &name,
-        &b,
-        &headers,
-        || async {
-            let rec = SubscriptionRecord {
-                id: Uuid::new_v4(),
-                namespace: t.name.clone(),
-                queue_id: q.id(),
-                url: url.clone(),
-                secret,
-                max_retries,
-                visibility_timeout_secs: visibility,
-                dead_letter_queue: dlq,
-                created_at: st.broker.now(),
-            };
-            st.push
-                .subscribe(rec.clone())
-                .await
-                .map_err(|e| ApiError::core(e, &name))?;
-            Ok((
-                StatusCode::CREATED,
-                json!({"subscription_id": rec.id.to_string(), "queue": name, "url": url}),
-            ))
-        },
-    )
+    Ok(once(&st, &t.name, "queue.push_subscribe", &name, &b, &headers, || async {
+        let rec = SubscriptionRecord {
+            id: Uuid::new_v4(),
+            namespace: t.name.clone(),
+            queue_id: q.id(),
+            url: url.clone(),
+            secret,
+            max_retries,
+            visibility_timeout_secs: visibility,
+            dead_letter_queue: dlq,
+            created_at: st.broker.now(),
+        };
+        st.push.subscribe(rec.clone()).await.map_err(|e| ApiError::core(e, &name))?;
+        Ok((StatusCode::CREATED, json!({"subscription_id": rec.id.to_string(), "queue": name, "url": url})))
+    })
     .await)
 }
 
@@ -99,10 +77,7 @@ pub async fn list(
     Caller(t): Caller,
     QueuePath(name): QueuePath,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     let items: Vec<Value> = st
         .broker
         .subscriptions_of(&q)
@@ -117,10 +92,7 @@ pub async fn list(
                 "signed": s.secret.is_some(),
                 "created_at": rfc3339(s.created_at),
             });
-            if let Some(d) = s
-                .dead_letter_queue
-                .and_then(|id| st.broker.queue_by_id(&t.name, id).ok())
-            {
+            if let Some(d) = s.dead_letter_queue.and_then(|id| st.broker.queue_by_id(&t.name, id).ok()) {
                 v["dead_letter_queue"] = json!(d.name());
             }
             v
@@ -136,20 +108,11 @@ pub async fn unsubscribe(
     QueuePath(name): QueuePath,
     params: RawPathParams,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     let raw = path_param(&params, "subscription").unwrap_or_default();
-    let id = Uuid::parse_str(&raw)
-        .ok()
-        .filter(|id| st.broker.subscriptions_of(&q).iter().any(|s| s.id == *id));
+    let id = Uuid::parse_str(&raw).ok().filter(|id| st.broker.subscriptions_of(&q).iter().any(|s| s.id == *id));
     let deleted = match id {
-        Some(id) => st
-            .push
-            .unsubscribe(id)
-            .await
-            .map_err(|e| ApiError::core(e, &name))?,
+        Some(id) => st.push.unsubscribe(id).await.map_err(|e| ApiError::core(e, &name))?,
         None => false,
     };
     Ok(axum::Json(json!({"subscription_id": raw, "deleted": deleted})).into_response())

@@ -9,9 +9,7 @@ use super::error::ApiError;
 use super::extract::{Body, Caller, Fields, OptionalBody, QueryParams, QueuePath};
 use super::idempotency::once;
 use super::wire::{decode_cursor, encode_cursor, queue_record, stats};
-use crate::core::model::{
-    DEFAULT_GROUP, DeadLetterPolicy, DeadLetterTarget, QueueConfig, QueueKind, RetentionMode,
-};
+use crate::core::model::{DEFAULT_GROUP, DeadLetterPolicy, DeadLetterTarget, QueueConfig, QueueKind, RetentionMode};
 use crate::core::{Broker, CoreError, CreateOutcome};
 use crate::server::AppState;
 
@@ -20,31 +18,18 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 const DEFAULT_MAX_RETRIES: i64 = 5;
 
 /// Resolves a dead-letter queue name to a target in the tenant.
-fn dlq_target(
-    broker: &Broker,
-    ns: &str,
-    this: Option<&str>,
-    name: &str,
-) -> Result<DeadLetterTarget, ApiError> {
+fn dlq_target(broker: &Broker, ns: &str, this: Option<&str>, name: &str) -> Result<DeadLetterTarget, ApiError> {
     if Some(name) == this {
-        return Err(ApiError::invalid(
-            "dead_letter_queue must not be the queue itself",
-        ));
+        return Err(ApiError::invalid("dead_letter_queue must not be the queue itself"));
     }
     let q = broker.queue(ns, name).map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "QUEUE_NOT_FOUND",
-            format!("dead_letter_queue '{name}' does not exist"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "QUEUE_NOT_FOUND", format!("dead_letter_queue '{name}' does not exist"))
     })?;
     Ok(DeadLetterTarget::Queue(q.id()))
 }
@@ -57,10 +42,10 @@ fn apply_fields(
     b: &Map<String, Value>,
     cfg: &mut QueueConfig,
 ) -> Result<(), ApiError> {
-    let mut policy = cfg.dead_letter.clone().unwrap_or(DeadLetterPolicy {
-        max_failures: DEFAULT_MAX_RETRIES as u32 + 1,
-        target: DeadLetterTarget::Own,
-    });
+    let mut policy = cfg
+        .dead_letter
+        .clone()
+        .unwrap_or(DeadLetterPolicy { max_failures: DEFAULT_MAX_RETRIES as u32 + 1, target: DeadLetterTarget::Own });
     if let Some(r) = b.opt_int("max_retries", 0, 1000)? {
         policy.max_failures = r as u32 + 1;
     }
@@ -89,9 +74,7 @@ fn kind_of(b: &Map<String, Value>) -> Result<Option<QueueKind>, ApiError> {
         None => Ok(None),
         Some(t) if t.eq_ignore_ascii_case("standard") => Ok(Some(QueueKind::Standard)),
         Some(t) if t.eq_ignore_ascii_case("fifo") => Ok(Some(QueueKind::Fifo)),
-        Some(t) => Err(ApiError::invalid(format!(
-            "type must be \"standard\" or \"fifo\", not \"{t}\""
-        ))),
+        Some(t) => Err(ApiError::invalid(format!("type must be \"standard\" or \"fifo\", not \"{t}\""))),
     }
 }
 
@@ -116,25 +99,19 @@ pub async fn create(
         ..QueueConfig::default()
     };
     apply_fields(&st.broker, &t.name, &name, &b, &mut cfg)?;
-    Ok(
-        once(&st, &t.name, "queue.create", "", &b, &headers, || async {
-            match st.broker.create_queue(&t.name, &name, cfg, None).await {
-                Ok(CreateOutcome::Created(rec)) => {
-                    Ok((StatusCode::CREATED, queue_record(&st.broker, &rec)))
-                }
-                Ok(CreateOutcome::Exists(_)) => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "QUEUE_ALREADY_EXISTS",
-                    format!("queue '{name}' already exists"),
-                )),
-                Err(CoreError::QueueNotFound) => {
-                    Err(ApiError::invalid("dead_letter_queue does not exist"))
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await,
-    )
+    Ok(once(&st, &t.name, "queue.create", "", &b, &headers, || async {
+        match st.broker.create_queue(&t.name, &name, cfg, None).await {
+            Ok(CreateOutcome::Created(rec)) => Ok((StatusCode::CREATED, queue_record(&st.broker, &rec))),
+            Ok(CreateOutcome::Exists(_)) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "QUEUE_ALREADY_EXISTS",
+                format!("queue '{name}' already exists"),
+            )),
+            Err(CoreError::QueueNotFound) => Err(ApiError::invalid("dead_letter_queue does not exist")),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await)
 }
 
 /// `GET /v1/queue/get/{queue}`
@@ -143,29 +120,19 @@ pub async fn get(
     Caller(t): Caller,
     QueuePath(name): QueuePath,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     Ok(axum::Json(queue_record(&st.broker, &q.record())).into_response())
 }
 
 /// `GET /v1/queue/list?cursor=&limit=`
-pub async fn list(
-    State(st): State<AppState>,
-    Caller(t): Caller,
-    query: QueryParams,
-) -> Result<Response, ApiError> {
+pub async fn list(State(st): State<AppState>, Caller(t): Caller, query: QueryParams) -> Result<Response, ApiError> {
     let limit = parse_limit(query.get("limit"), 100)?;
     let after = match query.get("cursor").filter(|c| !c.is_empty()) {
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?),
         None => None,
     };
     let (queues, more) = st.broker.list_queues(&t.name, "", after.as_deref(), limit);
-    let items: Vec<Value> = queues
-        .iter()
-        .map(|q| queue_record(&st.broker, &q.record()))
-        .collect();
+    let items: Vec<Value> = queues.iter().map(|q| queue_record(&st.broker, &q.record())).collect();
     let mut out = json!({"items": items});
     if more && let Some(last) = queues.last() {
         out["next_cursor"] = json!(encode_cursor(last.name()));
@@ -179,9 +146,7 @@ pub fn parse_limit(v: Option<&str>, default: usize) -> Result<usize, ApiError> {
         None => Ok(default),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => Ok(n),
-            _ => Err(ApiError::invalid(
-                "limit must be an integer between 1 and 1000",
-            )),
+            _ => Err(ApiError::invalid("limit must be an integer between 1 and 1000")),
         },
     }
 }
@@ -194,10 +159,7 @@ pub async fn update(
     headers: HeaderMap,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
     if let Some(n) = b.opt_str("name")?
         && n != name
     {
@@ -211,25 +173,17 @@ pub async fn update(
     }
     let mut cfg = current;
     apply_fields(&st.broker, &t.name, &name, &b, &mut cfg)?;
-    Ok(once(
-        &st,
-        &t.name,
-        "queue.update",
-        &name,
-        &b,
-        &headers,
-        || async {
-            let rec = st
-                .broker
-                .update_queue(&q, |c| {
-                    *c = cfg;
-                    Ok(())
-                })
-                .await
-                .map_err(|e| ApiError::core(e, &name))?;
-            Ok((StatusCode::OK, queue_record(&st.broker, &rec)))
-        },
-    )
+    Ok(once(&st, &t.name, "queue.update", &name, &b, &headers, || async {
+        let rec = st
+            .broker
+            .update_queue(&q, |c| {
+                *c = cfg;
+                Ok(())
+            })
+            .await
+            .map_err(|e| ApiError::core(e, &name))?;
+        Ok((StatusCode::OK, queue_record(&st.broker, &rec)))
+    })
     .await)
 }
 
@@ -245,28 +199,20 @@ pub async fn delete(
     if let Some(k) = query.get("idempotency_key") {
         b.entry("idempotency_key").or_insert_with(|| json!(k));
     }
-    once(
-        &st,
-        &t.name,
-        "queue.delete",
-        &name,
-        &b,
-        &headers,
-        || async {
-            let deleted = match st.broker.queue(&t.name, &name) {
-                Ok(q) => match st.broker.delete_queue(&q).await {
-                    Ok(()) => true,
-                    Err(CoreError::QueueNotFound) => false,
-                    Err(e) => return Err(e.into()),
-                },
-                Err(_) => false,
-            };
-            if deleted {
-                st.push.forget_queue(&t.name, &name);
-            }
-            Ok((StatusCode::OK, json!({"queue": name, "deleted": deleted})))
-        },
-    )
+    once(&st, &t.name, "queue.delete", &name, &b, &headers, || async {
+        let deleted = match st.broker.queue(&t.name, &name) {
+            Ok(q) => match st.broker.delete_queue(&q).await {
+                Ok(()) => true,
+                Err(CoreError::QueueNotFound) => false,
+                Err(e) => return Err(e.into()),
+            },
+            Err(_) => false,
+        };
+        if deleted {
+            st.push.forget_queue(&t.name, &name);
+        }
+        Ok((StatusCode::OK, json!({"queue": name, "deleted": deleted})))
+    })
     .await
 }
 
@@ -278,21 +224,12 @@ pub async fn purge(
     headers: HeaderMap,
     OptionalBody(b): OptionalBody,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
-    Ok(
-        once(&st, &t.name, "queue.purge", &name, &b, &headers, || async {
-            let n = st
-                .broker
-                .purge(&q)
-                .await
-                .map_err(|e| ApiError::core(e, &name))?;
-            Ok((StatusCode::OK, json!({"queue": name, "purged": n})))
-        })
-        .await,
-    )
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    Ok(once(&st, &t.name, "queue.purge", &name, &b, &headers, || async {
+        let n = st.broker.purge(&q).await.map_err(|e| ApiError::core(e, &name))?;
+        Ok((StatusCode::OK, json!({"queue": name, "purged": n})))
+    })
+    .await)
 }
 
 /// `GET /v1/queue/stats/{queue}`
@@ -301,13 +238,7 @@ pub async fn stats_of(
     Caller(t): Caller,
     QueuePath(name): QueuePath,
 ) -> Result<Response, ApiError> {
-    let q = st
-        .broker
-        .queue(&t.name, &name)
-        .map_err(|e| ApiError::core(e, &name))?;
-    let s = st
-        .broker
-        .stats(&q, DEFAULT_GROUP)
-        .map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let s = st.broker.stats(&q, DEFAULT_GROUP).map_err(|e| ApiError::core(e, &name))?;
     Ok(axum::Json(stats(&name, &s, st.broker.now())).into_response())
 }

@@ -6,16 +6,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use crate::core::model::{
-    BodyKind, DeadLetter, DeadLetterTarget, DeadReason, Delivery, GroupStats, QueueKind,
-    QueueRecord,
+    BodyKind, DeadLetter, DeadLetterTarget, DeadReason, Delivery, GroupStats, QueueKind, QueueRecord,
 };
 use crate::core::{Broker, Millis};
 
 /// RFC 3339 UTC.
 pub fn rfc3339(ms: Millis) -> String {
-    jiff::Timestamp::from_millisecond(ms as i64)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+    jiff::Timestamp::from_millisecond(ms as i64).map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// Parses RFC 3339 (any offset) to ms since the epoch.
@@ -37,19 +34,16 @@ pub fn from_core_priority(p: u8) -> i64 {
 /// The body as a JSON value: JSON bodies as themselves, text as a JSON string.
 pub fn payload(kind: BodyKind, bytes: &[u8]) -> Value {
     match kind {
-        BodyKind::Json => serde_json::from_slice(bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
+        BodyKind::Json => {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+        }
         BodyKind::Text => Value::String(String::from_utf8_lossy(bytes).into_owned()),
     }
 }
 
 /// Retention in days as infrai shows it (a whole number when it is one).
 fn days(secs: u64) -> Value {
-    if secs % 86_400 == 0 {
-        json!(secs / 86_400)
-    } else {
-        json!(secs as f64 / 86_400.0)
-    }
+    if secs % 86_400 == 0 { json!(secs / 86_400) } else { json!(secs as f64 / 86_400.0) }
 }
 
 /// `QueueRecord`.
@@ -57,14 +51,7 @@ pub fn queue_record(broker: &Broker, rec: &QueueRecord) -> Value {
     let c = &rec.config;
     let mut m = Map::new();
     m.insert("queue".into(), json!(rec.name));
-    m.insert(
-        "type".into(),
-        json!(if c.kind == QueueKind::Fifo {
-            "fifo"
-        } else {
-            "standard"
-        }),
-    );
+    m.insert("type".into(), json!(if c.kind == QueueKind::Fifo { "fifo" } else { "standard" }));
     if let Some(p) = &c.dead_letter
         && let DeadLetterTarget::Queue(id) = p.target
         && let Ok(q) = broker.queue_by_id(&rec.namespace, id)
@@ -74,19 +61,11 @@ pub fn queue_record(broker: &Broker, rec: &QueueRecord) -> Value {
     // A queue without a dead-letter policy (made through another dialect) retries forever.
     m.insert(
         "max_retries".into(),
-        c.dead_letter
-            .as_ref()
-            .map_or(Value::Null, |p| json!(p.max_failures.saturating_sub(1))),
+        c.dead_letter.as_ref().map_or(Value::Null, |p| json!(p.max_failures.saturating_sub(1))),
     );
-    m.insert(
-        "visibility_timeout_default".into(),
-        json!(c.visibility_timeout_secs),
-    );
+    m.insert("visibility_timeout_default".into(), json!(c.visibility_timeout_secs));
     m.insert("message_retention_days".into(), days(c.retention_secs));
-    m.insert(
-        "enable_priority".into(),
-        json!(c.priority && c.kind == QueueKind::Standard),
-    );
+    m.insert("enable_priority".into(), json!(c.priority && c.kind == QueueKind::Standard));
     m.insert("created_at".into(), json!(rfc3339(rec.created_at)));
     Value::Object(m)
 }
@@ -140,8 +119,5 @@ pub fn encode_cursor(pos: &str) -> String {
 }
 
 pub fn decode_cursor(c: &str) -> Option<String> {
-    URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+    URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok())
 }
