@@ -6,8 +6,9 @@
 //! [`method_not_allowed`] pick the dialect by path prefix.
 
 pub mod infrai;
+pub mod mns;
 
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -17,11 +18,18 @@ use crate::http::request_id;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Infrai,
+    Mns,
     Other,
 }
 
 pub fn dialect_of(path: &str) -> Dialect {
-    if path == infrai::PREFIX || path.starts_with("/v1/queue/") { Dialect::Infrai } else { Dialect::Other }
+    if path == infrai::PREFIX || path.starts_with("/v1/queue/") {
+        Dialect::Infrai
+    } else if mns::owns(path) {
+        Dialect::Mns
+    } else {
+        Dialect::Other
+    }
 }
 
 fn generic(status: StatusCode, message: &str) -> Response {
@@ -30,17 +38,19 @@ fn generic(status: StatusCode, message: &str) -> Response {
 }
 
 /// Fallback for paths no dialect serves.
-pub async fn not_found(uri: Uri) -> Response {
+pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     match dialect_of(uri.path()) {
         Dialect::Infrai => infrai::error::ApiError::route_not_found().into_response(),
+        Dialect::Mns => mns::reject(&headers).await,
         Dialect::Other => generic(StatusCode::NOT_FOUND, "no such route"),
     }
 }
 
 /// Fallback for a known path with a method it does not serve.
-pub async fn method_not_allowed(uri: Uri) -> Response {
+pub async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
     match dialect_of(uri.path()) {
         Dialect::Infrai => infrai::error::ApiError::method_not_allowed().into_response(),
+        Dialect::Mns => mns::reject(&headers).await,
         Dialect::Other => generic(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
 }

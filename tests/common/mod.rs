@@ -2,6 +2,8 @@
 //! manual clock, and a full server on a free port.
 #![allow(dead_code)]
 
+pub mod mns;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -100,3 +100,36 @@ impl IntoResponse for ApiError {
         (self.status, axum::Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    /// Every core error has one infrai rendering (the `From` match is exhaustive; this pins them).
+    #[test]
+    fn core_errors_map_to_infrai_codes() {
+        let cases: Vec<(CoreError, u16, &str)> = vec![
+            (CoreError::QueueNotFound, 404, "QUEUE_NOT_FOUND"),
+            (CoreError::QueueExists { same: true }, 409, "QUEUE_ALREADY_EXISTS"),
+            (CoreError::GroupNotFound, 404, "ROUTE_NOT_FOUND"),
+            (CoreError::GroupExists, 409, "QUEUE_ALREADY_EXISTS"),
+            (CoreError::MessageNotFound, 404, "MESSAGE_NOT_FOUND"),
+            (CoreError::ReceiptMalformed, 404, "MESSAGE_NOT_FOUND"),
+            (CoreError::NotInFlight, 409, "MESSAGE_NOT_IN_FLIGHT"),
+            (CoreError::ReceiptStale, 409, "MESSAGE_NOT_IN_FLIGHT"),
+            (CoreError::InvalidArgument("x".into()), 400, "INVALID_ARGUMENT"),
+            (CoreError::TooLarge("x".into()), 413, "PAYLOAD_TOO_LARGE"),
+            (CoreError::QuotaExceeded("queues"), 400, "INVALID_ARGUMENT"),
+            (CoreError::TagRuleChanged, 400, "INVALID_ARGUMENT"),
+            (CoreError::GroupBusy, 409, "MESSAGE_NOT_IN_FLIGHT"),
+            (CoreError::ShuttingDown, 503, "UNAVAILABLE"),
+            (CoreError::Storage(StoreError("disk".into())), 500, "INTERNAL"),
+        ];
+        for (e, status, code) in cases {
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code));
+            assert!(!a.message.contains("disk"), "internals never reach the client");
+        }
+    }
+}

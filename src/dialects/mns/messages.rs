@@ -1,0 +1,257 @@
+//! Message operations on `/queues/{name}/messages`: SendMessage, BatchSendMessage,
+//! ReceiveMessage, BatchReceiveMessage, PeekMessage, BatchPeekMessage, DeleteMessage,
+//! BatchDeleteMessage, ChangeMessageVisibility.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::error::{MnsError, xml_response};
+use super::queues::lookup;
+use super::xml::{Element, Writer, parse};
+use super::{Ctx, empty};
+use crate::core::model::{DEFAULT_GROUP, Delivery, NewMessage, Peeked};
+use crate::core::{CoreError, ReceiveOptions};
+
+/// Most messages in one batch call.
+const MAX_BATCH: usize = 16;
+/// Most message-body bytes in one BatchSendMessage.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Upper-case hex MD5 of the body text, as MNS reports it.
+fn body_md5(body: &[u8]) -> String {
+    hex::encode_upper(crate::auth::crypto::md5(body))
+}
+
+/// One `<Message>` of a send request, validated against the queue's limits.
+fn message_of(e: &Element, max_size: u64) -> Result<NewMessage, MnsError> {
+    let body = e.child("MessageBody").map(|b| b.text.as_str()).unwrap_or("");
+    if body.is_empty() || body.len() as u64 > max_size {
+        return Err(MnsError::range("MessageBody", 1, max_size, "bytes"));
+    }
+    let num = |name: &str, lo: u64, hi: u64, unit: &str| -> Result<Option<u64>, MnsError> {
+        match e.child(name) {
+            None => Ok(None),
+            Some(c) => match c.text.trim().parse::<u64>() {
+                Ok(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
+                _ => Err(MnsError::range(name, lo, hi, unit)),
+            },
+        }
+    };
+    let delay = num("DelaySeconds", 0, 604_800, "seconds")?;
+    let priority = num("Priority", 1, 16, "")?;
+    Ok(NewMessage {
+        priority: priority.map(|p| p as u8),
+        delay_ms: delay.map(|d| d * 1000),
+        ..NewMessage::text(body.as_bytes().to_vec())
+    })
+}
+
+/// `POST` — `<Message>` (SendMessage) or `<Messages>` (BatchSendMessage).
+pub async fn send(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
+    let q = lookup(ctx, name)?;
+    let root = parse(&ctx.body).map_err(MnsError::malformed)?;
+    let max_size = q.record().config.max_message_bytes;
+    match root.name.as_str() {
+        "Message" => {
+            let msg = message_of(&root, max_size)?;
+            let md5 = body_md5(&msg.body);
+            let meta = ctx.st.broker.publish(&q, vec![msg]).await?.remove(0);
+            let mut w = Writer::new("Message");
+            w.leaf("MessageId", meta.id.to_string()).leaf("MessageBodyMD5", md5);
+            Ok(xml_response(StatusCode::CREATED, w.finish()))
+        }
+        "Messages" => batch_send(ctx, &q, &root, max_size).await,
+        other => Err(MnsError::malformed(format!("unexpected root element {other}"))),
+    }
+}
+
+async fn batch_send(ctx: &Ctx, q: &crate::core::Queue, root: &Element, max_size: u64) -> Result<Response, MnsError> {
+    let entries: Vec<&Element> = root.children_named("Message").collect();
+    if entries.is_empty() || entries.len() > MAX_BATCH {
+        return Err(MnsError::range("the number of messages", 1, MAX_BATCH as u64, ""));
+    }
+    let total: usize = entries.iter().map(|e| e.child("MessageBody").map_or(0, |b| b.text.len())).sum();
+    if total > MAX_BATCH_BYTES {
+        return Err(MnsError::range("the total size of the message bodies", 1, MAX_BATCH_BYTES as u64, "bytes"));
+    }
+    // Valid entries are sent (together, atomically); invalid ones are reported in place.
+    let checked: Vec<Result<NewMessage, MnsError>> = entries.iter().map(|e| message_of(e, max_size)).collect();
+    let good: Vec<NewMessage> = checked.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+    let md5s: Vec<String> = good.iter().map(|m| body_md5(&m.body)).collect();
+    let metas = if good.is_empty() { Vec::new() } else { ctx.st.broker.publish(q, good).await? };
+    let mut sent = metas.iter().zip(md5s);
+    let mut w = Writer::new("Messages");
+    let mut failed = false;
+    for r in &checked {
+        w.open("Message");
+        match r {
+            Ok(_) => {
+                let (meta, md5) = sent.next().expect("one meta per valid entry");
+                w.leaf("MessageId", meta.id.to_string()).leaf("MessageBodyMD5", md5);
+            }
+            Err(e) => {
+                failed = true;
+                w.leaf("ErrorCode", e.code).leaf("ErrorMessage", &e.message);
+            }
+        }
+        w.close();
+    }
+    let status = if failed { StatusCode::BAD_REQUEST } else { StatusCode::CREATED };
+    Ok(xml_response(status, w.finish()))
+}
+
+fn write_delivery(w: &mut Writer, d: &Delivery) {
+    let body = &d.body.body;
+    w.leaf("MessageId", d.meta.id.to_string())
+        .leaf("ReceiptHandle", &d.handle)
+        .leaf("MessageBodyMD5", body_md5(body))
+        .leaf("MessageBody", String::from_utf8_lossy(body))
+        .leaf("EnqueueTime", d.meta.enqueued_at.to_string())
+        .leaf("NextVisibleTime", d.lease_until.to_string())
+        .leaf("FirstDequeueTime", d.first_delivered_at.to_string())
+        .leaf("DequeueCount", d.deliveries.to_string())
+        .leaf("Priority", d.meta.priority.to_string());
+}
+
+fn write_peeked(w: &mut Writer, p: &Peeked) {
+    let body = &p.body.body;
+    w.leaf("MessageId", p.meta.id.to_string())
+        .leaf("MessageBodyMD5", body_md5(body))
+        .leaf("MessageBody", String::from_utf8_lossy(body))
+        .leaf("EnqueueTime", p.meta.enqueued_at.to_string())
+        .leaf("FirstDequeueTime", p.first_delivered_at.unwrap_or(p.meta.enqueued_at).to_string())
+        .leaf("DequeueCount", p.deliveries.to_string())
+        .leaf("Priority", p.meta.priority.to_string());
+}
+
+/// `GET` — receive (`waitseconds`), batch receive (`numOfMessages`), peek (`peekonly=true`).
+pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
+    let batch = match ctx.param("numOfMessages") {
+        None => None,
+        Some(n) => match n.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_BATCH).contains(&n) => Some(n),
+            _ => return Err(MnsError::range("numOfMessages", 1, MAX_BATCH as u64, "")),
+        },
+    };
+    let peek = match ctx.param("peekonly") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => return Err(MnsError::invalid("The value of peekonly should be true or false.")),
+    };
+    let wait = match ctx.param("waitseconds") {
+        None => None,
+        Some(w) => match w.trim().parse::<u64>() {
+            Ok(w) if w <= 30 => Some(w * 1000),
+            _ => return Err(MnsError::range("waitseconds", 0, 30, "seconds")),
+        },
+    };
+    let q = lookup(ctx, name)?;
+    let n = batch.unwrap_or(1);
+    if peek {
+        let got = ctx.st.broker.peek(&q, DEFAULT_GROUP, n)?;
+        if got.is_empty() {
+            return Err(MnsError::message_not_exist());
+        }
+        return Ok(if batch.is_some() {
+            let mut w = Writer::new("Messages");
+            for p in &got {
+                w.open("Message");
+                write_peeked(&mut w, p);
+                w.close();
+            }
+            xml_response(StatusCode::OK, w.finish())
+        } else {
+            let mut w = Writer::new("Message");
+            write_peeked(&mut w, &got[0]);
+            xml_response(StatusCode::OK, w.finish())
+        });
+    }
+    let opts = ReceiveOptions { wait_ms: wait, ..ReceiveOptions::new(n) };
+    let got = ctx.st.broker.receive(&q, DEFAULT_GROUP, opts).await?;
+    if got.is_empty() {
+        return Err(MnsError::message_not_exist());
+    }
+    Ok(if batch.is_some() {
+        let mut w = Writer::new("Messages");
+        for d in &got {
+            w.open("Message");
+            write_delivery(&mut w, d);
+            w.close();
+        }
+        xml_response(StatusCode::OK, w.finish())
+    } else {
+        let mut w = Writer::new("Message");
+        write_delivery(&mut w, &got[0]);
+        xml_response(StatusCode::OK, w.finish())
+    })
+}
+
+fn missing_handle() -> MnsError {
+    MnsError::new(StatusCode::BAD_REQUEST, "MissingReceiptHandle", "The receipt handle is missing.")
+}
+
+/// `DELETE` — `?ReceiptHandle=` (DeleteMessage) or a `<ReceiptHandles>` body (BatchDeleteMessage).
+pub async fn delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
+    let single = ctx.param("ReceiptHandle");
+    let has_body = !ctx.body.iter().all(u8::is_ascii_whitespace);
+    if single.is_none() && has_body {
+        return batch_delete(ctx, name).await;
+    }
+    let handle = single.filter(|h| !h.is_empty()).ok_or_else(missing_handle)?;
+    let q = lookup(ctx, name)?;
+    ctx.st.broker.ack(&q, handle).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn batch_delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
+    let root = parse(&ctx.body).map_err(MnsError::malformed)?;
+    if root.name != "ReceiptHandles" {
+        return Err(MnsError::malformed(format!("unexpected root element {}", root.name)));
+    }
+    let handles: Vec<&str> = root.children_named("ReceiptHandle").map(|e| e.text.trim()).collect();
+    if handles.is_empty() || handles.len() > MAX_BATCH {
+        return Err(MnsError::range("the number of receipt handles", 1, MAX_BATCH as u64, ""));
+    }
+    let q = lookup(ctx, name)?;
+    // Every valid handle is deleted; only the failures are listed.
+    let mut w = Writer::new("Errors");
+    let mut failed = false;
+    for h in handles {
+        let result = if h.is_empty() { Err(CoreError::ReceiptMalformed) } else { ctx.st.broker.ack(&q, h).await };
+        match result {
+            Ok(()) => {}
+            Err(CoreError::QueueNotFound) => return Err(MnsError::queue_not_exist()),
+            Err(e) => {
+                failed = true;
+                let e = MnsError::from(e);
+                w.open("Error")
+                    .leaf("ErrorCode", e.code)
+                    .leaf("ErrorMessage", &e.message)
+                    .leaf("ReceiptHandle", h)
+                    .close();
+            }
+        }
+    }
+    if !failed {
+        return Ok(empty(StatusCode::NO_CONTENT));
+    }
+    Ok(xml_response(StatusCode::NOT_FOUND, w.finish()))
+}
+
+/// `PUT ?ReceiptHandle=&VisibilityTimeout=` — a new handle; the old one dies.
+pub async fn change_visibility(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
+    let handle = ctx.param("ReceiptHandle").filter(|h| !h.is_empty()).ok_or_else(missing_handle)?;
+    let secs = ctx.param("VisibilityTimeout").filter(|v| !v.is_empty()).ok_or_else(|| {
+        MnsError::new(StatusCode::BAD_REQUEST, "MissingVisibilityTimeout", "The visibility timeout is missing.")
+    })?;
+    let secs = match secs.trim().parse::<u64>() {
+        Ok(s) if (1..=43_200).contains(&s) => s,
+        _ => return Err(MnsError::range("VisibilityTimeout", 1, 43_200, "seconds")),
+    };
+    let q = lookup(ctx, name)?;
+    let (new_handle, until) = ctx.st.broker.change_visibility(&q, handle, secs * 1000).await?;
+    let mut w = Writer::new("ChangeVisibility");
+    w.leaf("ReceiptHandle", new_handle).leaf("NextVisibleTime", until.to_string());
+    Ok(xml_response(StatusCode::OK, w.finish()))
+}
