@@ -27,6 +27,8 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub infrai: InfraiConfig,
+    #[serde(default)]
+    pub ctyun: CtyunConfig,
     /// True for the embedded default (the server then prints the demo credentials).
     #[serde(skip)]
     pub embedded_default: bool,
@@ -120,6 +122,94 @@ impl Default for InfraiConfig {
     }
 }
 
+/// CTYun dialect options (specs/ctyun.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtyunConfig {
+    /// `"200"` (what public clients require) or `"mirror"` (800/900 in the status line too).
+    #[serde(default)]
+    pub http_status: HttpStatusMode,
+    /// How contentMD5 is bound to the parameters.
+    #[serde(default)]
+    pub content_md5: Md5Mode,
+    /// Allowed distance of requestDate from the server clock; 0 disables the check.
+    #[serde(default = "default_skew")]
+    pub max_clock_skew_secs: u64,
+    /// `"namespace"`: customInfo selects a sub-tenant; `"ignore"`: always the key's tenant.
+    #[serde(default)]
+    pub custom_info: CustomInfoMode,
+    #[serde(default = "default_ctyun_queues")]
+    pub max_queues: usize,
+    #[serde(default = "default_groups")]
+    pub max_groups: usize,
+    /// Per send request and per consume reply.
+    #[serde(default = "default_ctyun_bytes")]
+    pub max_message_bytes: u64,
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u64,
+}
+
+impl Default for CtyunConfig {
+    fn default() -> Self {
+        CtyunConfig {
+            http_status: HttpStatusMode::default(),
+            content_md5: Md5Mode::default(),
+            max_clock_skew_secs: default_skew(),
+            custom_info: CustomInfoMode::default(),
+            max_queues: default_ctyun_queues(),
+            max_groups: default_groups(),
+            max_message_bytes: default_ctyun_bytes(),
+            retention_hours: default_retention_hours(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum HttpStatusMode {
+    #[default]
+    #[serde(rename = "200")]
+    Ok,
+    #[serde(rename = "mirror")]
+    Mirror,
+}
+
+/// How CTYun's contentMD5 is bound to the request parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Md5Mode {
+    /// Log a mismatch, accept the request (what real clients need).
+    #[default]
+    Warn,
+    /// Accept any ordering/encoding variant a known client produces; reject the rest.
+    Permissive,
+    /// Accept only the canonical doc-order value.
+    Strict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomInfoMode {
+    #[default]
+    Namespace,
+    Ignore,
+}
+
+fn default_skew() -> u64 {
+    900
+}
+fn default_ctyun_queues() -> usize {
+    5
+}
+fn default_groups() -> usize {
+    3
+}
+fn default_ctyun_bytes() -> u64 {
+    512 * 1024
+}
+fn default_retention_hours() -> u64 {
+    72
+}
+
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -177,6 +267,7 @@ impl Config {
             push: PushConfig::default(),
             store: StoreConfig::default(),
             infrai: InfraiConfig::default(),
+            ctyun: CtyunConfig::default(),
             embedded_default: true,
         }
     }

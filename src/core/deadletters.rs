@@ -192,7 +192,12 @@ impl Broker {
 
     /// Settles a leased dead letter: consumed (`success`) or available again.
     pub async fn settle_dead(&self, q: &Queue, handle: &str, success: bool) -> Result<()> {
-        let r = self.open_handle(q, handle, true)?;
+        self.settle_dead_in(q, None, handle, success).await
+    }
+
+    /// [`Broker::settle_dead`] for a handle that must belong to `group`.
+    pub async fn settle_dead_in(&self, q: &Queue, group: Option<u32>, handle: &str, success: bool) -> Result<()> {
+        let r = self.open_handle(q, handle, true, group)?;
         self.with_state(q, |st, cx| st.settle_dead(r.group, r.seq, r.lease, success, cx))
     }
 }

@@ -126,10 +126,11 @@ impl Broker {
         Ok(out)
     }
 
-    /// Opens a handle minted for this queue (normal or dead-letter lease as `dead` says).
-    pub(crate) fn open_handle(&self, q: &Queue, handle: &str, dead: bool) -> Result<Receipt> {
+    /// Opens a handle minted for this queue (normal or dead-letter lease as `dead` says, and for
+    /// `group` when one is given).
+    pub(crate) fn open_handle(&self, q: &Queue, handle: &str, dead: bool, group: Option<u32>) -> Result<Receipt> {
         let r = self.receipts.open(handle)?;
-        if r.queue_salt != q.salt || r.dead != dead {
+        if r.queue_salt != q.salt || r.dead != dead || group.is_some_and(|g| g != r.group) {
             return Err(CoreError::ReceiptMalformed);
         }
         Ok(r)
@@ -137,14 +138,24 @@ impl Broker {
 
     /// The consumer is done with the delivery the handle names.
     pub async fn ack(&self, q: &Queue, handle: &str) -> Result<()> {
-        let r = self.open_handle(q, handle, false)?;
+        self.ack_in(q, None, handle).await
+    }
+
+    /// [`Broker::ack`] for a handle that must belong to `group` (dialects that name the group).
+    pub async fn ack_in(&self, q: &Queue, group: Option<u32>, handle: &str) -> Result<()> {
+        let r = self.open_handle(q, handle, false, group)?;
         self.with_state(q, |st, cx| st.ack(r.group, r.seq, r.lease, cx))
     }
 
     /// The delivery failed: requeue it (counting a failure) or, with `dead_now`, dead-letter
     /// it. Returns whether it went back to the queue.
     pub async fn nack(&self, q: &Queue, handle: &str, dead_now: bool) -> Result<bool> {
-        let r = self.open_handle(q, handle, false)?;
+        self.nack_in(q, None, handle, dead_now).await
+    }
+
+    /// [`Broker::nack`] for a handle that must belong to `group`.
+    pub async fn nack_in(&self, q: &Queue, group: Option<u32>, handle: &str, dead_now: bool) -> Result<bool> {
+        let r = self.open_handle(q, handle, false, group)?;
         self.with_state(q, |st, cx| st.nack(r.group, r.seq, r.lease, dead_now, cx))
     }
 
@@ -167,7 +178,7 @@ impl Broker {
     /// Replaces the lease of a live delivery with one ending `lease_ms` from now. Returns the new
     /// handle (the old one dies) and the new end of the lease.
     pub async fn change_visibility(&self, q: &Queue, handle: &str, lease_ms: u64) -> Result<(String, Millis)> {
-        let r = self.open_handle(q, handle, false)?;
+        let r = self.open_handle(q, handle, false, None)?;
         let (lease, _, _) =
             self.with_state(q, |st, cx| st.extend(r.group, r.seq, r.lease, cx.now.saturating_add(lease_ms), cx))?;
         let handle = self.receipts.mint(&Receipt { lease: lease.lease, ..r });
@@ -177,7 +188,7 @@ impl Broker {
     /// Dead-letters a live delivery now (push subscriptions out of retries): into queue
     /// `target` when given, else where the queue's policy says.
     pub async fn dead_letter_delivery(&self, q: &Queue, handle: &str, target: Option<uuid::Uuid>) -> Result<()> {
-        let r = self.open_handle(q, handle, false)?;
+        let r = self.open_handle(q, handle, false, None)?;
         self.with_state(q, |st, cx| st.dead_letter_delivery(r.group, r.seq, r.lease, target, cx))
     }
 

@@ -72,6 +72,9 @@ pub struct QueueConfig {
     pub region: Option<String>,
     /// Resource labels on the queue itself (DMS queue tags), key → value.
     pub labels: BTreeMap<String, String>,
+    /// The vendor's name for the queue mode when it has no behaviour of its own here
+    /// (CTYun/DMS `KAFKA_HA` …: served as standard queues, echoed as created).
+    pub mode_label: Option<String>,
 }
 
 impl Default for QueueConfig {
@@ -90,6 +93,7 @@ impl Default for QueueConfig {
             logging: false,
             region: None,
             labels: BTreeMap::new(),
+            mode_label: None,
         }
     }
 }

@@ -923,9 +923,8 @@ impl QueueState {
         let mut forget = Vec::new();
         let mut skip = Vec::new();
         for (seq, pkey, delayed, accepts) in entries {
-            if g.dead.contains_key(&seq) {
-                continue;
-            }
+            // Dead letters themselves stay as they are; the message they came from is replayed
+            // like every other one from the position on.
             if seq >= floor {
                 g.acked.remove(&seq);
                 g.info.remove(&seq);
@@ -933,7 +932,7 @@ impl QueueState {
                     g.ready.insert((pkey, seq));
                 }
                 forget.push(seq);
-            } else if !g.acked.contains(&seq) {
+            } else if !g.acked.contains(&seq) && !g.dead.contains_key(&seq) {
                 g.ready.remove(&(pkey, seq));
                 g.info.remove(&seq);
                 skip.push((

@@ -5,6 +5,7 @@
 //! method of a route) still get their dialect's error format: [`not_found`] and
 //! [`method_not_allowed`] pick the dialect by path prefix.
 
+pub mod ctyun;
 pub mod infrai;
 pub mod mns;
 
@@ -19,6 +20,7 @@ use crate::http::request_id;
 pub enum Dialect {
     Infrai,
     Mns,
+    Ctyun,
     Other,
 }
 
@@ -27,6 +29,8 @@ pub fn dialect_of(path: &str) -> Dialect {
         Dialect::Infrai
     } else if mns::owns(path) {
         Dialect::Mns
+    } else if ctyun::owns(path) {
+        Dialect::Ctyun
     } else {
         Dialect::Other
     }
@@ -42,6 +46,7 @@ pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     match dialect_of(uri.path()) {
         Dialect::Infrai => infrai::error::ApiError::route_not_found().into_response(),
         Dialect::Mns => mns::reject(&headers).await,
+        Dialect::Ctyun => ctyun::reject(false),
         Dialect::Other => generic(StatusCode::NOT_FOUND, "no such route"),
     }
 }
@@ -51,6 +56,7 @@ pub async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
     match dialect_of(uri.path()) {
         Dialect::Infrai => infrai::error::ApiError::method_not_allowed().into_response(),
         Dialect::Mns => mns::reject(&headers).await,
+        Dialect::Ctyun => ctyun::reject(false),
         Dialect::Other => generic(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
 }

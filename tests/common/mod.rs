@@ -2,6 +2,7 @@
 //! manual clock, and a full server on a free port.
 #![allow(dead_code)]
 
+pub mod ctyun;
 pub mod mns;
 
 use std::path::Path;
@@ -177,4 +178,20 @@ impl TestServer {
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Runs `fut` while moving `clock` forward in 500 ms steps until it finishes: for calls that
+/// long-poll on the server clock and are expected to come back empty.
+pub async fn drive<T: Send + 'static>(
+    clock: &ManualClock,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let mut task = tokio::spawn(fut);
+    for _ in 0..400 {
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(20), &mut task).await {
+            return r.unwrap();
+        }
+        clock.advance(Duration::from_millis(500));
+    }
+    panic!("the call did not finish within 200 s of server time");
 }

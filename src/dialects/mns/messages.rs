@@ -14,6 +14,8 @@ use crate::core::{CoreError, ReceiveOptions};
 
 /// Most messages in one batch call.
 const MAX_BATCH: usize = 16;
+/// Longest a receive is held: under the Node SDK's 30 s idle-socket timeout.
+const MAX_POLL_MS: u64 = 29_500;
 /// Most message-body bytes in one BatchSendMessage.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
 
@@ -147,6 +149,8 @@ pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
         },
     };
     let q = lookup(ctx, name)?;
+    // The Node SDK gives up on a socket idle for 30 s: answer a 30 s poll a little earlier.
+    let wait = Some(wait.unwrap_or(q.record().config.polling_wait_secs * 1000).min(MAX_POLL_MS));
     let n = batch.unwrap_or(1);
     if peek {
         let got = ctx.st.broker.peek(&q, DEFAULT_GROUP, n)?;

@@ -123,6 +123,11 @@ async function timed(fn) {
   }
 }
 
+function outcome(t) {
+  if (t.e) return `${t.e.name}: ${t.e.message}`;
+  return `no error: HTTP ${t.r && t.r.code}, body ${j(t.r && t.r.body)}`;
+}
+
 function asList(v) {
   if (v === undefined || v === null || v === '') return [];
   return Array.isArray(v) ? v : [v];
@@ -346,7 +351,7 @@ check('bodies/escaped_xml_specials_and_non_ascii', async () => {
 });
 
 check('bodies/whitespace_preserved', async () => {
-  const name = qname('esc');
+  const name = await mkq('ws');
   const body = '  two\nlines\twith spaces  ';
   await client.sendMessage(name, {MessageBody: body});
   const m = (await client.receiveMessage(name)).body;
@@ -356,7 +361,7 @@ check('bodies/whitespace_preserved', async () => {
 
 check('bodies/unescaped_ampersand_refused_cleanly', async () => {
   // The SDK puts the body into the XML as is, so this request is not well-formed XML.
-  const name = qname('esc');
+  const name = await mkq('amp');
   const r = await serverError(() => client.sendMessage(name, {MessageBody: 'fish & chips'}));
   expectCode(r, 'MalformedXML', 'InvalidArgument');
   expect(r.status === 400, `status ${r.status}`);
@@ -401,7 +406,7 @@ check('peek/empty_queue_message_not_exist', async () => {
   r = await serverError(() => client.batchPeekMessage(name, 16));
   expectCode(r, 'MessageNotExist');
   const t = await timed(() => client.receiveMessage(name));
-  expect(t.e && mnsCode(t.e) === 'MessageNotExist', `receive: ${t.e ? t.e.name : 'a message'}`);
+  expect(t.e && mnsCode(t.e) === 'MessageNotExist', `receive: ${outcome(t)}`);
   expect(t.dt < 1.5, `receive on an empty PollingWaitSeconds=0 queue took ${t.dt} s`);
 });
 
@@ -511,10 +516,10 @@ check('long_poll/returns_early_on_send', async () => {
 check('long_poll/empty_waits_then_message_not_exist', async () => {
   const name = await mkq('lp2');
   let t = await timed(() => client.receiveMessage(name, 2));
-  expect(t.e && mnsCode(t.e) === 'MessageNotExist', `got ${t.e ? `${t.e.name} ${t.e.message}` : 'a message'}`);
+  expect(t.e && mnsCode(t.e) === 'MessageNotExist', `got ${outcome(t)}`);
   expect(t.dt >= 1.8 && t.dt < 6, `waitseconds=2 answered after ${t.dt} s`);
   t = await timed(() => client.batchReceiveMessage(name, 4, 1));
-  expect(t.e && mnsCode(t.e) === 'MessageNotExist', `batch got ${t.e ? t.e.name : 'messages'}`);
+  expect(t.e && mnsCode(t.e) === 'MessageNotExist', `batch got ${outcome(t)}`);
   expect(t.dt >= 0.8 && t.dt < 5, `batch waitseconds=1 answered after ${t.dt} s`);
 });
 
@@ -547,6 +552,29 @@ check('delay/per_message_and_queue_default', async () => {
   expect(j(got) === j(['C explicit 1', 'A queue default']), `after the delays: ${j(got)}`);
 });
 
+// receiveMessage(q, 30) on an empty queue. The SDK passes connectTimeout (default 30000 ms) to
+// http.request as `timeout`, which Node applies as an idle-socket timeout for the whole exchange:
+// if the empty answer arrives 30 s after the request was written, the SDK fails with
+// RequestTimeoutError ("ConnectTimeout") instead of MNSMessageNotExistError. So an empty
+// waitseconds=30 poll must be answered a little before 30 s. This poll is started before the
+// first check (see main) and only awaited here, so it adds no time to the suite.
+let lp30 = null;
+function startLongPoll30() {
+  const name = qname('lp30');
+  created.push([client, name]);
+  return (async () => {
+    await client.createQueue(name, FULL);
+    return timed(() => client.receiveMessage(name, 30));
+  })().catch((e) => ({e, dt: 0}));
+}
+
+check('long_poll/wait_30_answered_before_node_30s_socket_timeout', async () => {
+  const t = await lp30;
+  expect(t.e && mnsCode(t.e) === 'MessageNotExist',
+    `after ${t.dt} s: ${outcome(t)} (Node SDK 1.2.0 drops the socket 30 s after sending; answer empty 30 s polls earlier)`);
+  expect(t.dt >= 25 && t.dt < 29.95, `answered after ${t.dt} s; expected between 25 s and 29.95 s`);
+});
+
 check('cleanup/delete_every_queue_of_this_run', async () => {
   const problems = [];
   for (const [c, name] of created.reverse()) {
@@ -562,6 +590,7 @@ check('cleanup/delete_every_queue_of_this_run', async () => {
 });
 
 async function main() {
+  lp30 = startLongPoll30();
   for (const [name, fn] of CHECKS) {
     try {
       await fn();

@@ -548,7 +548,7 @@ def _():
 
 @check("delete_message/stale_and_garbage_handles")
 def _():
-    q = acc.get_queue(qname("rt"))
+    q = mkq("stale")
     send(q, "x")
     m = q.receive_message()
     q.delete_message(m.receipt_handle)
@@ -933,8 +933,8 @@ def _():
 
 @check("cross_sdk/node_raw_send_python_batch_receive_no_base64")
 def _():
-    q = acc.get_queue(qname("x1"))
-    node_helper("send", qname("x1"), XBODY + " #2")
+    q = mkq("x1b")
+    node_helper("send", qname("x1b"), XBODY + " #2")
     q.set_encoding(False)
     got = q.batch_receive_message(16)
     expect([g.message_body for g in got] == [XBODY + " #2"], "Python batch received %r" % [g.message_body for g in got])

@@ -1,0 +1,240 @@
+//! The CTYun DMS apiproxy v3 dialect: `/apiproxy/v3/queue/<operation>`, signed headers,
+//! 800/900 envelopes (specs/ctyun.md; `dialects/ctyun/` in the repository records the decisions
+//! taken and every difference from the vendor document).
+//!
+//! Every request goes through the same steps, in the order of spec §2.2.6: known operation →
+//! auth headers present → requestDate readable → fresh → access key known → Hmac → parameters →
+//! contentMD5 policy → method → operation. Operations live by family in [`queues`], [`groups`]
+//! and [`messages`]; they return a [`envelope::Reply`] or a [`envelope::CtError`].
+
+pub mod envelope;
+pub mod groups;
+pub mod handler;
+pub mod messages;
+pub mod params;
+pub mod queues;
+pub mod sign;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::any;
+use uuid::Uuid;
+
+use crate::auth::Tenant;
+use crate::config::{CustomInfoMode, HttpStatusMode, Md5Mode, derived_project_id};
+use crate::core::Queue;
+use crate::http::{BodyError, read_body};
+use crate::server::AppState;
+use envelope::{CtError, Reply, failure, success};
+use params::{Params, field, field_text};
+
+/// Path prefix of the dialect.
+pub const PREFIX: &str = "/apiproxy/";
+/// Largest request body read.
+const MAX_REQUEST: u64 = 4 * 1024 * 1024;
+
+pub fn owns(path: &str) -> bool {
+    path.starts_with(PREFIX)
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/apiproxy/v3/queue/{op}", any(handle))
+}
+
+/// One operation: its method and its business parameters in contentMD5 (document) order.
+struct Op {
+    name: &'static str,
+    method: Method,
+    params: &'static [&'static str],
+}
+
+const OPS: &[Op] = &[
+    Op { name: "createQueue", method: Method::POST, params: &["createQueueInfo", "customInfo"] },
+    Op { name: "queryQueue", method: Method::GET, params: &["regionId", "includeDeadletter", "customInfo"] },
+    Op {
+        name: "querySpecifyQueue",
+        method: Method::GET,
+        params: &["regionId", "queueId", "includeDeadletter", "customInfo"],
+    },
+    Op { name: "removeQueue", method: Method::POST, params: &["regionId", "queueId", "customInfo"] },
+    Op { name: "createConsumeGroup", method: Method::POST, params: &["regionId", "queueId", "groups", "customInfo"] },
+    Op {
+        name: "querySpecifyQueueAllConsumerGroup",
+        method: Method::GET,
+        params: &["regionId", "queueId", "includeDeadletter", "customInfo"],
+    },
+    Op {
+        name: "removeSpecifyConsumerGroup",
+        method: Method::POST,
+        params: &["regionId", "queueId", "groups", "customInfo"],
+    },
+    Op {
+        name: "sendSpecifyQueueMessage",
+        method: Method::POST,
+        params: &["regionId", "queueId", "messages", "customInfo"],
+    },
+    Op { name: "consumptionMessage", method: Method::GET, params: &["consumerQueueInfo", "customInfo"] },
+    Op {
+        name: "confirmConsumedSpecifiedMessage",
+        method: Method::POST,
+        params: &["regionId", "queueId", "consumerGroupId", "message", "customInfo"],
+    },
+    Op { name: "queryQuota", method: Method::GET, params: &["regionId", "customInfo"] },
+    Op { name: "consumeDeadlettersMessage", method: Method::GET, params: &["consumedMessageInfo", "customInfo"] },
+    Op {
+        name: "confirmConsumeDeadlettersMessage",
+        method: Method::POST,
+        params: &["consumedMessageInfo", "customInfo"],
+    },
+    Op { name: "consumeReset", method: Method::POST, params: &["consumedMessageInfo", "customInfo"] },
+];
+
+/// A decoded, authenticated CTYun request.
+pub struct Ctx {
+    pub st: AppState,
+    pub tenant: Arc<Tenant>,
+    /// The namespace the request acts in (the tenant, or a customInfo sub-tenant).
+    pub ns: String,
+    pub project_id: String,
+    pub params: Params,
+}
+
+impl Ctx {
+    /// The queue a `queueId` names in this namespace (unknown or malformed: 900 not found).
+    pub fn queue(&self, id: &str) -> Result<Arc<Queue>, CtError> {
+        let id = Uuid::parse_str(id.trim()).map_err(|_| CtError::from(crate::core::CoreError::QueueNotFound))?;
+        Ok(self.st.broker.queue_by_id(&self.ns, id)?)
+    }
+
+    /// A named group of `q` by id (or name).
+    pub fn group(&self, q: &Queue, id: &str) -> Result<u32, CtError> {
+        Ok(self.st.broker.group_no(q, id)?)
+    }
+
+    /// Finds the queue owning a group id when no queueId was given.
+    pub fn queue_of_group(&self, group_id: &str) -> Result<Arc<Queue>, CtError> {
+        self.st
+            .broker
+            .queues(&self.ns)
+            .into_iter()
+            .find(|q| self.st.broker.group_no(q, group_id).is_ok())
+            .ok_or_else(|| CtError::from(crate::core::CoreError::GroupNotFound))
+    }
+
+    /// The (queue, group) of a `consumerQueueInfo`/`consumedMessageInfo` object.
+    pub fn queue_and_group(&self, info: &serde_json::Value) -> Result<(Arc<Queue>, u32, String), CtError> {
+        let gid = field_text(info, &["consumerGroupId"])
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| CtError::malformed("缺少必填参数 consumerGroupId"))?;
+        let q = match field_text(info, &["queueId"]).filter(|s| !s.is_empty()) {
+            Some(qid) => self.queue(&qid)?,
+            None => self.queue_of_group(&gid)?,
+        };
+        let no = self.group(&q, &gid)?;
+        Ok((q, no, gid))
+    }
+}
+
+/// The CTYun entry point.
+pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
+    let mirror = st.config.ctyun.http_status == HttpStatusMode::Mirror;
+    match serve(st, req).await {
+        Ok(reply) => success(reply, mirror),
+        Err(e) => failure(e, mirror),
+    }
+}
+
+/// Renders the dialect's 404 for a path no operation serves.
+pub fn reject(st_mirror: bool) -> Response {
+    failure(CtError::unknown_operation(), st_mirror)
+}
+
+async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
+    let (parts, body) = req.into_parts();
+    let name = parts.uri.path().rsplit('/').next().unwrap_or("");
+    let op = OPS.iter().find(|o| o.name.eq_ignore_ascii_case(name)).ok_or_else(CtError::unknown_operation)?;
+    let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
+        BodyError::TooLarge => CtError::business("DMS.MessageTooLarge", "请求体过大"),
+        BodyError::Io(m) => CtError::malformed(format!("无法读取请求体: {m}")),
+    })?;
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let (Some(access_key), Some(content_md5), Some(request_date), Some(hmac)) =
+        (header("accesskey"), header("contentmd5"), header("requestdate"), header("hmac"))
+    else {
+        return Err(CtError::malformed("缺少签名请求头 accessKey / contentMD5 / requestDate / Hmac"));
+    };
+    let when = sign::parse_request_date(request_date).ok_or_else(|| CtError::malformed("requestDate 格式无法识别"))?;
+    let cfg = &st.config.ctyun;
+    if cfg.max_clock_skew_secs > 0 && st.broker.now().abs_diff(when) > cfg.max_clock_skew_secs * 1000 {
+        return Err(CtError::business("Openapi.RequestDate.Expired", "请求时间 requestDate 已过期或超前"));
+    }
+    let (tenant, secret) = st
+        .auth
+        .access_key(access_key)
+        .ok_or_else(|| CtError::business("Openapi.AccessKey.Invalid", "accessKey 无效"))?;
+    if !sign::verify_hmac(secret, content_md5, request_date, parts.uri.path(), hmac) {
+        return Err(CtError::business("Openapi.Signature.Error", "签名校验失败"));
+    }
+    let params = Params::collect(&parts.method, &parts.headers, parts.uri.query().unwrap_or(""), &body)?;
+    if !sign::md5_matches(cfg.content_md5, content_md5, &params.md5_texts(op.params)) {
+        if cfg.content_md5 == Md5Mode::Warn {
+            tracing::warn!(
+                op = op.name,
+                access_key,
+                "contentMD5 does not match the parameters (accepted: content_md5 = warn)"
+            );
+        } else {
+            return Err(CtError::business("Openapi.ContentMD5.Mismatch", "contentMD5 与请求参数不符"));
+        }
+    }
+    if parts.method != op.method {
+        return Err(CtError::malformed(format!("{} 只接受 {} 请求", op.name, op.method)));
+    }
+    let (ns, project_id) = namespace(&st, &tenant, &params)?;
+    let ctx = Ctx { st, tenant, ns, project_id, params };
+    match op.name {
+        "createQueue" => queues::create(&ctx).await,
+        "queryQueue" => queues::list(&ctx).await,
+        "querySpecifyQueue" => queues::show(&ctx).await,
+        "removeQueue" => queues::remove(&ctx).await,
+        "queryQuota" => queues::quota(&ctx).await,
+        "createConsumeGroup" => groups::create(&ctx).await,
+        "querySpecifyQueueAllConsumerGroup" => groups::list(&ctx).await,
+        "removeSpecifyConsumerGroup" => groups::remove(&ctx).await,
+        "consumeReset" => groups::reset(&ctx).await,
+        "sendSpecifyQueueMessage" => messages::send(&ctx).await,
+        "consumptionMessage" => messages::consume(&ctx).await,
+        "confirmConsumedSpecifiedMessage" => messages::confirm(&ctx).await,
+        "consumeDeadlettersMessage" => messages::consume_dead(&ctx).await,
+        "confirmConsumeDeadlettersMessage" => messages::confirm_dead(&ctx).await,
+        other => unreachable!("operation {other} is listed but not dispatched"),
+    }
+}
+
+/// The namespace a request acts in: the key's tenant, or the sub-tenant its customInfo selects
+/// (`type` 1 → `/crm:<crmBizId>`, 2 → `/acct:<accountId>`), and that namespace's project id.
+fn namespace(st: &AppState, tenant: &Tenant, params: &Params) -> Result<(String, String), CtError> {
+    let base = || Ok((tenant.name.clone(), tenant.project_id.clone()));
+    if st.config.ctyun.custom_info == CustomInfoMode::Ignore {
+        return base();
+    }
+    let Some(ci) = params.json("customInfo")? else { return base() };
+    let kind = field_text(&ci, &["type"]).unwrap_or_default();
+    let identity = field(&ci, &["identity"]).cloned().unwrap_or_default();
+    let sub = match kind.as_str() {
+        "" | "0" => return base(),
+        "1" => format!("crm:{}", field_text(&identity, &["crmBizId"]).unwrap_or_default()),
+        "2" => format!("acct:{}", field_text(&identity, &["accountId"]).unwrap_or_default()),
+        other => return Err(CtError::malformed(format!("customInfo.type {other} 无效"))),
+    };
+    if sub.ends_with(':') {
+        return Err(CtError::malformed("customInfo.identity 缺少 crmBizId / accountId"));
+    }
+    let ns = format!("{}/{sub}", tenant.name);
+    let pid = derived_project_id(&ns);
+    Ok((ns, pid))
+}
