@@ -228,7 +228,8 @@ impl Broker {
     // ----- directory -------------------------------------------------------------------------
 
     /// Creates a queue, or reports the existing one of that name. `max_queues` is a dialect's
-    /// quota on the namespace, checked atomically with the insert.
+    /// quota, checked atomically with the insert: it counts the namespace's queues in the new
+    /// queue's region (see [`Broker::queue_count_in`]).
     pub async fn create_queue(
         &self,
         ns: &str,
@@ -243,7 +244,7 @@ impl Broker {
                 return Ok(CreateOutcome::Exists(existing));
             }
             if let Some(max) = max_queues
-                && dir.by_name.get(ns).map_or(0, |m| m.len()) >= max
+                && Self::count_in(&dir, ns, config.region.as_deref()) >= max
             {
                 return Err(CoreError::QuotaExceeded("queues"));
             }
@@ -355,6 +356,35 @@ impl Broker {
 
     pub fn queue_count(&self, ns: &str) -> usize {
         self.dir.read().by_name.get(ns).map_or(0, |m| m.len())
+    }
+
+    /// The namespace's queues that count in `region`: those created there and those without a
+    /// region (made through dialects that have none). `None` counts every queue.
+    pub fn queue_count_in(&self, ns: &str, region: Option<&str>) -> usize {
+        Self::count_in(&self.dir.read(), ns, region)
+    }
+
+    fn count_in(dir: &Directory, ns: &str, region: Option<&str>) -> usize {
+        let Some(names) = dir.by_name.get(ns) else { return 0 };
+        match region {
+            None => names.len(),
+            Some(r) => names
+                .values()
+                .filter_map(|id| dir.by_id.get(id))
+                .filter(|q| q.state.lock().record.config.region.as_deref().is_none_or(|qr| qr == r))
+                .count(),
+        }
+    }
+
+    /// Whether a queue belongs to `region` for listings (no region: every region).
+    pub fn in_region(q: &Queue, region: &str) -> bool {
+        q.state.lock().record.config.region.as_deref().is_none_or(|r| r == region)
+    }
+
+    /// Opens a receipt handle without looking at any queue (dialects that must check what a
+    /// handle names against their own token, e.g. CTYun's offset and group).
+    pub fn open_receipt(&self, handle: &str) -> Result<super::receipt::Receipt> {
+        self.receipts.open(handle)
     }
 
     /// The queue's record and its default group's live counts.

@@ -42,7 +42,7 @@ fn group_entries(v: &Value) -> Result<Vec<(String, bool)>, CtError> {
 pub async fn create(ctx: &Ctx) -> Result<Reply, CtError> {
     let region = ctx.params.req_text("regionId")?;
     let queue_id = ctx.params.req_text("queueId")?;
-    let entries = group_entries(&ctx.params.req_json("groups")?)?;
+    let entries = group_entries(&ctx.params.req_json_or_text("groups")?)?;
     if entries.is_empty() {
         return Err(CtError::malformed("groups 不能为空"));
     }
@@ -103,7 +103,7 @@ pub async fn list(ctx: &Ctx) -> Result<Reply, CtError> {
 pub async fn remove(ctx: &Ctx) -> Result<Reply, CtError> {
     ctx.params.req_text("regionId")?;
     let queue_id = ctx.params.req_text("queueId")?;
-    let entries = group_entries(&ctx.params.req_json("groups")?)?;
+    let entries = group_entries(&ctx.params.req_json_or_text("groups")?)?;
     if entries.is_empty() {
         return Err(CtError::malformed("groups 不能为空"));
     }

@@ -40,17 +40,33 @@ pub fn mint(m: &Minted) -> String {
     STANDARD.encode(v.to_string())
 }
 
-/// The receipt inside a handler and whether it names a dead letter; `None` if unreadable.
-pub fn open(handler: &str) -> Option<(String, bool)> {
+/// What a handler claims. The server checks `receipt` against its state and `offset` and
+/// `group` against what the receipt names, so an edited token is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub receipt: String,
+    pub dead: bool,
+    pub offset: Option<u64>,
+    pub group: Option<String>,
+}
+
+/// Reads a handler; `None` if it is not one.
+pub fn open(handler: &str) -> Option<Opened> {
     let cleaned: String = handler.trim().chars().map(|c| if c == ' ' { '+' } else { c }).collect();
     let unpadded = cleaned.trim_end_matches('=');
     let padded = format!("{unpadded}{}", "=".repeat((4 - unpadded.len() % 4) % 4));
     let bytes = STANDARD.decode(&padded).or_else(|_| URL_SAFE.decode(&padded)).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     let consumer = v.get("consumerId")?.as_str()?;
-    Some(match consumer.strip_prefix("dl-") {
+    let (receipt, dead) = match consumer.strip_prefix("dl-") {
         Some(r) => (r.to_string(), true),
         None => (consumer.to_string(), false),
+    };
+    Some(Opened {
+        receipt,
+        dead,
+        offset: v.get("offset").and_then(Value::as_u64),
+        group: v.get("group").and_then(Value::as_str).map(str::to_string),
     })
 }
 
@@ -72,15 +88,16 @@ mod tests {
             tag_type: "or",
             redeliver_times: 2,
         });
-        assert_eq!(open(&h), Some(("AbC_-x".into(), true)));
+        let want = Opened { receipt: "AbC_-x".into(), dead: true, offset: Some(7), group: Some("g-1".into()) };
+        assert_eq!(open(&h), Some(want.clone()));
         let v: Value = serde_json::from_slice(&STANDARD.decode(&h).unwrap()).unwrap();
         assert_eq!(v["topic"], "q-p-q");
         assert_eq!(v["offset"], 7);
-        assert_eq!(open(h.trim_end_matches('=')), Some(("AbC_-x".into(), true)));
-        assert_eq!(open(&h.replace('+', " ")), Some(("AbC_-x".into(), true)));
+        assert_eq!(open(h.trim_end_matches('=')), Some(want.clone()));
+        assert_eq!(open(&h.replace('+', " ")), Some(want));
         // The document's own sample handler decodes (its consumerId is not ours, so it is refused later).
         let doc = STANDARD.encode(r#"{"topic":"t","group":"g","partition":0,"consumerId":"c","consumerVersion":2,"offset":1,"tagList":[],"tagType":"or","redeliverTimes":0}"#);
-        assert_eq!(open(&doc), Some(("c".into(), false)));
+        assert_eq!(open(&doc).unwrap().receipt, "c");
         assert_eq!(open("not base64 !!!"), None);
         assert_eq!(open(&STANDARD.encode("[1,2]")), None);
     }

@@ -202,10 +202,16 @@ async fn apply_confirm(
     entries: Vec<(String, bool)>,
     dead: bool,
 ) -> Result<Value, CtError> {
+    let group_id = ctx.st.broker.group(q, no)?.id;
     let mut success = 0u64;
     let mut failed = false;
     for (h, ok) in &entries {
-        let receipt = handler::open(h).filter(|(_, d)| *d == dead).map(|(r, _)| r);
+        // The token's offset and group must be what its receipt names: an edited token is refused.
+        let receipt = handler::open(h)
+            .filter(|o| o.dead == dead)
+            .filter(|o| o.group.as_deref().is_none_or(|g| g.eq_ignore_ascii_case(&group_id)))
+            .filter(|o| o.offset.is_none_or(|off| ctx.st.broker.open_receipt(&o.receipt).is_ok_and(|r| r.seq == off)))
+            .map(|o| o.receipt);
         if !failed && *ok {
             let done = match &receipt {
                 Some(r) if dead => ctx.st.broker.settle_dead_in(q, Some(no), r, true).await,

@@ -148,6 +148,18 @@ impl Params {
         }
     }
 
+    /// A JSON-typed parameter that may also be a bare (non-JSON) string, returned as a JSON
+    /// string (`groups: "solo"`).
+    pub fn req_json_or_text(&self, name: &str) -> Result<Value, CtError> {
+        match self.req_json(name) {
+            Ok(v) => Ok(v),
+            Err(e) => match self.text(name) {
+                Ok(Some(s)) if !s.is_empty() && !s.starts_with(['{', '[']) => Ok(Value::String(s)),
+                _ => Err(e),
+            },
+        }
+    }
+
     /// A required JSON-typed parameter.
     pub fn req_json(&self, name: &str) -> Result<Value, CtError> {
         self.json(name)?.ok_or_else(|| CtError::malformed(format!("缺少必填参数 {name}")))

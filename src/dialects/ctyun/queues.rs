@@ -121,8 +121,8 @@ pub async fn list(ctx: &Ctx) -> Result<Reply, CtError> {
         .broker
         .queues(&ctx.ns)
         .iter()
+        .filter(|q| crate::core::Broker::in_region(q, &region))
         .filter_map(|q| ctx.st.broker.info(q).ok())
-        .filter(|i| i.record.config.region.as_deref().is_none_or(|r| r == region))
         .collect();
     infos.sort_by_key(|i| (i.record.created_at, i.record.name.clone()));
     let queues: Vec<Value> = infos.iter().map(|i| queue_object(i, with_dl)).collect();
@@ -151,10 +151,10 @@ pub async fn remove(ctx: &Ctx) -> Result<Reply, CtError> {
     Ok(Reply::C)
 }
 
-/// `queryQuota` — the queue quota and the namespace's live use; envelope D.
+/// `queryQuota` — the queue quota and its live use in the region; envelope D.
 pub async fn quota(ctx: &Ctx) -> Result<Reply, CtError> {
-    ctx.params.req_text("regionId")?;
-    let used = ctx.st.broker.queue_count(&ctx.ns);
+    let region = ctx.params.req_text("regionId")?;
+    let used = ctx.st.broker.queue_count_in(&ctx.ns, Some(&region));
     let quota = ctx.st.config.ctyun.max_queues;
     let mut m = Map::new();
     m.insert(
