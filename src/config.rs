@@ -29,6 +29,8 @@ pub struct Config {
     pub infrai: InfraiConfig,
     #[serde(default)]
     pub ctyun: CtyunConfig,
+    #[serde(default)]
+    pub dms: DmsConfig,
     /// True for the embedded default (the server then prints the demo credentials).
     #[serde(skip)]
     pub embedded_default: bool,
@@ -164,6 +166,42 @@ impl Default for CtyunConfig {
     }
 }
 
+/// Huawei DMS dialect options (specs/dms.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmsConfig {
+    /// Queues per project.
+    #[serde(default = "default_dms_queues")]
+    pub max_queues: usize,
+    #[serde(default = "default_groups")]
+    pub max_groups: usize,
+    /// Per send request and per consume reply.
+    #[serde(default = "default_ctyun_bytes")]
+    pub max_message_bytes: u64,
+    /// Retention of NORMAL/FIFO queues.
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u64,
+    /// Allowed distance of X-Sdk-Date from the server clock.
+    #[serde(default = "default_skew")]
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for DmsConfig {
+    fn default() -> Self {
+        DmsConfig {
+            max_queues: default_dms_queues(),
+            max_groups: default_groups(),
+            max_message_bytes: default_ctyun_bytes(),
+            retention_hours: default_retention_hours(),
+            max_clock_skew_secs: default_skew(),
+        }
+    }
+}
+
+fn default_dms_queues() -> usize {
+    30
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum HttpStatusMode {
     #[default]
@@ -268,6 +306,7 @@ impl Config {
             store: StoreConfig::default(),
             infrai: InfraiConfig::default(),
             ctyun: CtyunConfig::default(),
+            dms: DmsConfig::default(),
             embedded_default: true,
         }
     }

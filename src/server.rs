@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
         .merge(dialects::infrai::router())
         .merge(dialects::mns::router())
         .merge(dialects::ctyun::router())
+        .merge(dialects::dms::router())
         .fallback(dialects::not_found)
         .method_not_allowed_fallback(dialects::method_not_allowed)
         .layer(middleware::from_fn(crate::http::request_context))

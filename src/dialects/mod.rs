@@ -6,6 +6,7 @@
 //! [`method_not_allowed`] pick the dialect by path prefix.
 
 pub mod ctyun;
+pub mod dms;
 pub mod infrai;
 pub mod mns;
 
@@ -21,6 +22,7 @@ pub enum Dialect {
     Infrai,
     Mns,
     Ctyun,
+    Dms,
     Other,
 }
 
@@ -31,6 +33,8 @@ pub fn dialect_of(path: &str) -> Dialect {
         Dialect::Mns
     } else if ctyun::owns(path) {
         Dialect::Ctyun
+    } else if dms::owns(path) {
+        Dialect::Dms
     } else {
         Dialect::Other
     }
@@ -47,6 +51,7 @@ pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
         Dialect::Infrai => infrai::error::ApiError::route_not_found().into_response(),
         Dialect::Mns => mns::reject(&headers).await,
         Dialect::Ctyun => ctyun::reject(false),
+        Dialect::Dms => dms::reject(),
         Dialect::Other => generic(StatusCode::NOT_FOUND, "no such route"),
     }
 }
@@ -57,6 +62,7 @@ pub async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
         Dialect::Infrai => infrai::error::ApiError::method_not_allowed().into_response(),
         Dialect::Mns => mns::reject(&headers).await,
         Dialect::Ctyun => ctyun::reject(false),
+        Dialect::Dms => dms::error::DmsError::method_not_allowed().into_response(),
         Dialect::Other => generic(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
 }

@@ -1,0 +1,269 @@
+//! The Huawei DMS queue dialect under `/v1.0/{project_id}/…` and `/v2/{project_id}/…` (the same
+//! handlers for both), signed with APIG SDK-HMAC-SHA256 (specs/dms.md; `dialects/dms/` in the
+//! repository records the contract as implemented).
+//!
+//! A request is routed from its raw path ([`Route`]), then its signature is checked over the raw
+//! request ([`sign`]), then the path's project id must be the caller's tenant's, then the
+//! operation runs: [`queues`] (queues, quotas, resource tags), [`groups`], [`messages`].
+
+pub mod error;
+pub mod groups;
+pub mod messages;
+pub mod queues;
+pub mod sign;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use bytes::Bytes;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::Tenant;
+use crate::auth::crypto::sha256_hex;
+use crate::core::Queue;
+use crate::http::{BodyError, parse_query, read_body};
+use crate::server::AppState;
+use error::DmsError;
+
+/// Largest request body read (sends are limited to 512 KB of messages).
+const MAX_REQUEST: u64 = 2 * 1024 * 1024;
+
+pub fn owns(path: &str) -> bool {
+    path.starts_with("/v2/") || path.starts_with("/v1.0/")
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v2/{*rest}", any(handle)).route("/v1.0/{*rest}", any(handle))
+}
+
+/// The operations, by path shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Queues,
+    Queue(String),
+    Groups(String),
+    Group(String, String),
+    Send(String),
+    Consume(String, String),
+    Ack(String, String),
+    DeadLetters(String, String),
+    DeadLetterAck(String, String),
+    Quotas,
+    QueueTagAction(String),
+    QueueTags(String),
+    ProjectTags,
+}
+
+fn route(rest: &[String]) -> Option<Route> {
+    let s: Vec<&str> = rest.iter().map(String::as_str).collect();
+    Some(match s.as_slice() {
+        ["queues"] => Route::Queues,
+        ["queues", q] => Route::Queue(q.to_string()),
+        ["queues", q, "groups"] => Route::Groups(q.to_string()),
+        ["queues", q, "groups", g] => Route::Group(q.to_string(), g.to_string()),
+        ["queues", q, "messages"] => Route::Send(q.to_string()),
+        ["queues", q, "groups", g, "messages"] => Route::Consume(q.to_string(), g.to_string()),
+        ["queues", q, "groups", g, "ack"] => Route::Ack(q.to_string(), g.to_string()),
+        ["queues", q, "groups", g, "deadletters"] => Route::DeadLetters(q.to_string(), g.to_string()),
+        ["queues", q, "groups", g, "deadletters", "ack"] => Route::DeadLetterAck(q.to_string(), g.to_string()),
+        ["quotas"] | ["quotas", "dms"] => Route::Quotas,
+        ["queue", "tags"] => Route::ProjectTags,
+        ["queue", q, "tags", "action"] => Route::QueueTagAction(q.to_string()),
+        ["queue", q, "tags"] => Route::QueueTags(q.to_string()),
+        _ => return None,
+    })
+}
+
+/// A decoded, authenticated DMS request.
+pub struct Ctx {
+    pub st: AppState,
+    pub tenant: Arc<Tenant>,
+    /// Decoded query pairs in order (`tag` may repeat).
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Ctx {
+    /// A query parameter (the last one of that name).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as a JSON object (`code` names the error of an unreadable body).
+    pub fn json(&self, code: &'static str) -> Result<Value, DmsError> {
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => Err(DmsError::bad(code, "The request body is not a JSON object.")),
+        }
+    }
+
+    /// The queue a path id names in the caller's project.
+    pub fn queue(&self, id: &str) -> Result<Arc<Queue>, DmsError> {
+        let id = Uuid::parse_str(id.trim()).map_err(|_| DmsError::bad("10240015", "The queue ID is invalid."))?;
+        Ok(self.st.broker.queue_by_id(&self.tenant.name, id)?)
+    }
+
+    /// A consumer group of `q` by its id.
+    pub fn group(&self, q: &Queue, id: &str) -> Result<u32, DmsError> {
+        if !id.starts_with("g-") && Uuid::parse_str(id).is_err() {
+            return Err(DmsError::bad("10240016", "The consumer group ID is invalid."));
+        }
+        Ok(self.st.broker.group_no(q, id)?)
+    }
+}
+
+/// The DMS entry point.
+pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
+    match serve(st, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Renders the dialect's error for paths no route serves.
+pub fn reject() -> Response {
+    DmsError::url_not_found().into_response()
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect()
+}
+
+async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
+    let (parts, body) = req.into_parts();
+    let raw_path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let segs = segments(&raw_path);
+    if segs.len() < 2 {
+        return Err(DmsError::url_not_found());
+    }
+    let route = route(&segs[2..]).ok_or_else(DmsError::url_not_found)?;
+    let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
+        BodyError::TooLarge => DmsError::bad("10540011", "The request body is too large."),
+        BodyError::Io(m) => DmsError::bad("10540010", format!("The request body could not be read: {m}")),
+    })?;
+    let tenant = authenticate(&st, &parts.method, &raw_path, &raw_query, &parts.headers, &body)?;
+    let project = &segs[1];
+    if !tenant.project_id.eq_ignore_ascii_case(project) {
+        if project.len() != 32 || !project.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DmsError::bad("10240005", "The project ID is invalid."));
+        }
+        return Err(DmsError::new(
+            StatusCode::FORBIDDEN,
+            "10240309",
+            "The project ID does not belong to these credentials.",
+        ));
+    }
+    let ctx = Ctx { st, tenant, query: parse_query(&raw_query, false), body };
+    let m = &parts.method;
+    use Route as R;
+    match (&route, m) {
+        (R::Queues, &Method::POST) => queues::create(&ctx).await,
+        (R::Queues, &Method::GET) => queues::list(&ctx).await,
+        (R::Queue(q), &Method::GET) => queues::show(&ctx, q).await,
+        (R::Queue(q), &Method::DELETE) => queues::delete(&ctx, q).await,
+        (R::Quotas, &Method::GET) => queues::quotas(&ctx).await,
+        (R::QueueTagAction(q), &Method::POST) => queues::tag_action(&ctx, q).await,
+        (R::QueueTags(q), &Method::GET) => queues::tags(&ctx, q).await,
+        (R::ProjectTags, &Method::GET) => queues::project_tags(&ctx).await,
+        (R::Groups(q), &Method::POST) => groups::create(&ctx, q).await,
+        (R::Groups(q), &Method::GET) => groups::list(&ctx, q).await,
+        (R::Group(q, g), &Method::DELETE) => groups::delete(&ctx, q, g).await,
+        (R::Send(q), &Method::POST) => messages::send(&ctx, q).await,
+        (R::Consume(q, g), &Method::GET) => messages::consume(&ctx, q, g, false).await,
+        (R::DeadLetters(q, g), &Method::GET) => messages::consume(&ctx, q, g, true).await,
+        (R::Ack(q, g), &Method::POST) => messages::ack(&ctx, q, g, false).await,
+        (R::DeadLetterAck(q, g), &Method::POST) => messages::ack(&ctx, q, g, true).await,
+        _ => Err(DmsError::method_not_allowed()),
+    }
+}
+
+/// Verifies the SDK-HMAC-SHA256 signature; every failure is APIG's 401.
+fn authenticate(
+    st: &AppState,
+    method: &Method,
+    raw_path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Arc<Tenant>, DmsError> {
+    let authz = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(DmsError::auth)?;
+    let a = sign::parse_authorization(authz).ok_or_else(DmsError::auth)?;
+    let (tenant, secret) = st.auth.access_key(a.access).ok_or_else(DmsError::auth)?;
+    let signed: Vec<String> = a.signed_headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    if !signed.iter().any(|h| h == "host") || !signed.iter().any(|h| h == "x-sdk-date") {
+        return Err(DmsError::auth());
+    }
+    let mut values = Vec::with_capacity(signed.len());
+    for h in &signed {
+        let all: Vec<String> = headers
+            .get_all(h.as_str())
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+            .collect();
+        if all.is_empty() {
+            return Err(DmsError::auth());
+        }
+        values.push((h.clone(), all.join(",")));
+    }
+    let date = values.iter().find(|(k, _)| k == "x-sdk-date").map(|(_, v)| v.clone()).unwrap_or_default();
+    let when = sign::parse_sdk_date(&date).ok_or_else(DmsError::auth)?;
+    let skew = st.config.dms.max_clock_skew_secs * 1000;
+    if skew > 0 && st.broker.now().abs_diff(when) > skew {
+        return Err(DmsError::auth());
+    }
+    let payload_hash = match headers.get("x-sdk-content-sha256").and_then(|v| v.to_str().ok()) {
+        Some(h) if !body.is_empty() => h.trim().to_string(),
+        _ if body.is_empty() => sign::EMPTY_HASH.to_string(),
+        _ => sha256_hex(body),
+    };
+    let signed_list = signed.join(";");
+    let req = sign::Request {
+        method: method.as_str(),
+        raw_path,
+        raw_query,
+        headers: values,
+        signed_headers: &signed_list,
+        payload_hash: &payload_hash,
+    };
+    let sts = sign::string_to_sign(&date, &sign::canonical_request(&req));
+    if !sign::verify(secret, &sts, a.signature) {
+        return Err(DmsError::auth());
+    }
+    Ok(tenant)
+}
+
+/// A JSON answer with the documented status.
+pub fn json(status: StatusCode, v: Value) -> Response {
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json;charset=UTF-8")], v.to_string()).into_response()
+}
+
+/// 204 with no body.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let r = |p: &str| route(&segments(p)[2..]);
+        assert_eq!(r("/v2/p/queues"), Some(Route::Queues));
+        assert_eq!(r("/v2/p/queues/"), Some(Route::Queues));
+        assert_eq!(r("/v1.0/p/queues/q/groups/g/deadletters/ack"), Some(Route::DeadLetterAck("q".into(), "g".into())));
+        assert_eq!(r("/v1.0/p/quotas/dms"), Some(Route::Quotas));
+        assert_eq!(r("/v2/p/queue/tags"), Some(Route::ProjectTags));
+        assert_eq!(r("/v2/p/queue/q/tags/action"), Some(Route::QueueTagAction("q".into())));
+        assert_eq!(r("/v2/p/nothing"), None);
+    }
+}
