@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod ctyun;
+pub mod dms;
+pub mod golden;
 pub mod mns;
 
 use std::path::Path;
