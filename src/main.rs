@@ -82,6 +82,7 @@ fn serve(path: Option<PathBuf>) -> Result<(), String> {
             eprintln!("qgate:   infrai bearer key : {DEMO_BEARER}");
             eprintln!("qgate:   access key id     : {DEMO_ACCESS_KEY}");
             eprintln!("qgate:   access key secret : {DEMO_SECRET}");
+            eprintln!("qgate:   project id        : {}", qgate::config::derived_project_id(qgate::config::DEMO_TENANT));
         }
         let opened = qgate::server::open(config.clone(), Arc::new(SystemClock))?;
         tracing::info!(listen = %addr, data_dir = %config.data_dir.display(), "qgate serving");
