@@ -6,11 +6,13 @@
 //! (`publish`, `receive`, `ack`, …), and the result or [`core::CoreError`] is encoded back in the
 //! dialect's own format. The core never sees the wire; the dialects never touch the store.
 //! Credentials map to tenants in [`auth`]; configuration is [`config`]; push subscriptions are
-//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares.
+//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`bench`] is the
+//! load generator behind `qgate bench`.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod core;
 pub mod dialects;

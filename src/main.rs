@@ -23,6 +23,8 @@ enum Command {
         #[arg(long, env = "QGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Load-test a running qgate through its dialects (see BENCHMARKS.md).
+    Bench(Box<qgate::bench::BenchArgs>),
 }
 
 async fn shutdown_signal() {
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Bench(args) => bench(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -63,6 +66,20 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn bench(args: qgate::bench::BenchArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let as_json = args.json;
+    let report = rt.block_on(qgate::bench::run(args))?;
+    print!("{}", qgate::bench::render(&report, as_json));
+    if report.errors > 0 {
+        return Err(format!("{} requests failed", report.errors));
+    }
+    Ok(())
 }
 
 fn serve(path: Option<PathBuf>) -> Result<(), String> {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::core::{Broker, Clock, ReceiptKey};
 use crate::dialects;
 use crate::push::PushManager;
-use crate::store::{SledOptions, SledStore};
+use crate::store::{SledOptions, SledStore, Store};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -131,7 +131,7 @@ pub async fn run(
     push.shutdown();
     maint.abort();
     let store2 = store.clone();
-    tokio::task::spawn_blocking(move || store2.flush_blocking())
+    tokio::task::spawn_blocking(move || store2.flush_blocking().and_then(|_| store2.close()))
         .await
         .map_err(|e| format!("flush task: {e}"))?
         .map_err(|e| format!("final flush failed: {e}"))?;

@@ -24,7 +24,7 @@ impl Sled {
 
 impl Harness for Sled {
     fn open(&self) -> Box<dyn Store> {
-        Box::new(SledStore::open(&SledOptions::new(self.0.path())).unwrap())
+        Box::new(SledStore::open(&SledOptions::new(self.0.path())).unwrap_or_else(|e| panic!("open: {e}")))
     }
 }
 
@@ -139,6 +139,8 @@ fn delivery_records_round_trip(h: &dyn Harness) {
     let s = h.open();
     let q = queue("t", "q");
     s.put_queue(&q).unwrap();
+    s.put_group(&group(q.id, 1)).unwrap();
+    s.put_group(&group(q.id, 2)).unwrap();
     s.append(q.id, &[(meta(1, &[]), body("a")), (meta(2, &[]), body("b")), (meta(3, &[]), body("c"))]).unwrap();
     let leased = rec(DeliveryState::Leased { until: 77, lease: 5 });
     let dead = rec(DeliveryState::Dead {
@@ -300,11 +302,19 @@ mod sled {
     fn group_commit_shares_flushes() {
         let dir = tempfile::tempdir().unwrap();
         let s = qgate::store::SledStore::open(&qgate::store::SledOptions::new(dir.path())).unwrap();
+        let q = super::queue("t", "q");
+        qgate::store::Store::put_queue(&s, &q).unwrap();
+        super::block(qgate::store::Store::sync(&s)).unwrap();
         let before = s.flush_count();
         let futures: Vec<_> = {
             let _held = s.hold_commits();
-            // While the committer is held, 100 callers queue up.
-            (0..100).map(|_| qgate::store::Store::sync(&s)).collect()
+            // While the committer is held, 100 callers append and queue up for a sync.
+            (1..=100u64)
+                .map(|i| {
+                    qgate::store::Store::append(&s, q.id, &[(super::meta(i, &[]), super::body("m"))]).unwrap();
+                    qgate::store::Store::sync(&s)
+                })
+                .collect()
         };
         super::block(async {
             for f in futures {
@@ -313,6 +323,6 @@ mod sled {
         });
         let flushes = s.flush_count() - before;
         assert!((1..=2).contains(&flushes), "100 overlapping syncs took {flushes} flushes");
-        assert_eq!(s.sync_count(), 100);
+        assert_eq!(s.sync_count(), 101);
     }
 }

@@ -9,7 +9,7 @@
 //! * **Ordering.** Every method applies its change atomically (all of it or none of it, also
 //!   across a crash) and in call order: a later call observes an earlier one.
 //! * **Durability.** A change is durable once a [`Store::sync`] that *started after it returned*
-//!   has completed. The core awaits `sync` before answering a publish (and any other call a
+//!   has completed (for sled: its write-ahead log is fsynced; sled itself is written behind). The core awaits `sync` before answering a publish (and any other call a
 //!   dialect promises is durable), so an answered publish survives `kill -9` and power loss.
 //!   Everything else (leases, acks, releases, dead-lettering) may become durable lazily: after a
 //!   crash those changes may be missing, which turns into redelivery (at-least-once), never loss.
@@ -20,8 +20,9 @@
 //!   appended, so sequences (and the message ids derived from them) are never reused, even after
 //!   every message is gone.
 //! * **Delivery records** hold the state of one message in one group; a message with no record
-//!   in a group is ready and was never delivered there. `remove` and `delete_queue` drop the
-//!   records of the messages they remove; `delete_group` drops the group's.
+//!   in a group is ready and was never delivered there. Records belong to groups that exist (the
+//!   default group, number 0, always does). `remove` and `delete_queue` drop the records of the
+//!   messages they remove; `delete_group` drops the group's.
 //! * **Load** returns everything written (and, after a crash, everything durable) so the core can
 //!   rebuild its indexes: queues, groups, message metas, delivery records, idempotency records,
 //!   subscriptions.
@@ -30,6 +31,7 @@
 
 mod codec;
 mod sled_store;
+mod wal;
 
 pub use sled_store::{SledOptions, SledStore};
 
@@ -127,4 +129,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every change that returned before this call durable. Concurrent calls share flushes.
     fn sync(&self) -> SyncFuture;
+
+    /// Stops the store: every change submitted so far becomes durable, background work ends,
+    /// and later calls fail. Blocking; idempotent.
+    fn close(&self) -> StoreResult<()>;
 }

@@ -1,6 +1,23 @@
-//! The sled implementation of [`Store`]: one tree, prefixed keys, atomic batches, group commit.
+//! The sled implementation of [`Store`]: a write-ahead log with group commit in front, an applier
+//! thread that writes sled in large batches behind.
 //!
-//! Key layout (all integers big-endian, so sled's byte order is numeric order):
+//! Why not write sled directly: a small sled batch plus a sled flush per request costs more than
+//! the rest of a request put together. Here a mutating call only encodes its operation, appends
+//! it to the log buffer and the applier's queue, and returns. Two threads do the rest:
+//!
+//! * the **committer** writes the log buffer to the current segment (so a `kill -9` loses
+//!   nothing written) and, when a caller is waiting in [`Store::sync`], `fdatasync`s it — one
+//!   fsync for everything written so far, however many callers wait (group commit);
+//! * the **applier** takes every queued operation at once and applies them to sled in order, in
+//!   as few atomic batches as possible, each batch also recording the last applied lsn under key
+//!   `L`. Every few seconds it flushes sled and deletes the log segments sled now holds durably.
+//!
+//! At open, log frames with an lsn above sled's `L` are applied (the log is replayed exactly
+//! once), sled is flushed and the log emptied. Reads of a message appended but not yet applied
+//! are served from memory. A sync also waits while the applier lags too far behind, which keeps
+//! that memory bounded (backpressure on publishers).
+//!
+//! Key layout (integers big-endian, so sled's byte order is numeric order):
 //!
 //! | prefix | key | value |
 //! |---|---|---|
@@ -12,67 +29,105 @@
 //! | `D` | queue id, seq, group no | [`DeliveryRecord`] |
 //! | `I` | namespace, 0, capability, 0, key | [`IdempotencyRecord`] |
 //! | `U` | subscription id | [`SubscriptionRecord`] |
-//!
-//! Keeping everything in one tree makes every domain operation a single atomic
-//! [`sled::Batch`]. Message metas and bodies are separate keys so start-up reads only the small
-//! metas. Delivery records are keyed seq-before-group so removing a message drops every group's
-//! record with one prefix scan.
-//!
-//! Group commit: [`Store::sync`] hands a waiter to one committer thread, which takes every
-//! waiter queued so far, calls `flush` once, and answers them all. While a flush runs, new
-//! waiters queue up for the next one, so N concurrent publishers cost about one flush per
-//! flush-duration, not N.
+//! | `L` | — | lsn of the last applied log operation |
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{decode, encode};
+use super::wal::{Wal, frame};
 use super::{QueueSnapshot, Snapshot, Store, StoreError, StoreResult, SyncFuture};
 use crate::core::model::{
-    DeliveryRecord, GroupRecord, IdempotencyRecord, MessageBody, MessageMeta, QueueRecord, SubscriptionRecord,
+    DEFAULT_GROUP, DeliveryRecord, GroupRecord, IdempotencyRecord, MessageBody, MessageMeta, QueueRecord,
+    SubscriptionRecord,
 };
 
 /// How to open the sled store.
 #[derive(Debug, Clone)]
 pub struct SledOptions {
-    /// Directory of the database (created if missing). Ignored when `temporary`.
+    /// Directory of the database and its log (created if missing).
     pub path: PathBuf,
     /// sled's page cache, bytes. sled's own default is 1 GiB, far too much for a sidecar queue.
     pub cache_bytes: u64,
-    /// Background flush period for lazily durable writes (leases, acks), ms.
+    /// Background flush period of sled itself, ms.
     pub flush_every_ms: u64,
-    /// A throw-away database (tests).
-    pub temporary: bool,
 }
 
 impl SledOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SledOptions { path: path.into(), cache_bytes: 64 * 1024 * 1024, flush_every_ms: 500, temporary: false }
+        SledOptions { path: path.into(), cache_bytes: 64 * 1024 * 1024, flush_every_ms: 1000 }
     }
+}
+
+/// Most operations the applier may lag behind before syncs wait for it.
+const MAX_LAG: u64 = 200_000;
+/// How often the applier checkpoints (flushes sled, drops applied log segments).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Lazy operations reach the disk (fdatasync) at least this often.
+const LAZY_SYNC_EVERY: Duration = Duration::from_millis(200);
+
+/// One store operation, as logged and applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    PutQueue(QueueRecord),
+    DeleteQueue(Uuid),
+    PutGroup(GroupRecord),
+    DeleteGroup(Uuid, u32),
+    Append(Uuid, Vec<(MessageMeta, MessageBody)>),
+    Remove(Uuid, Vec<u64>),
+    Transfer { from: Uuid, from_seq: u64, to: Uuid, meta: MessageMeta, keep_source: bool },
+    SetDelivery(Uuid, u32, Vec<(u64, DeliveryRecord)>),
+    ClearDelivery(Uuid, u32, Vec<u64>),
+    PutIdempotency(IdempotencyRecord),
+    DeleteIdempotency(Vec<(String, String, String)>),
+    PutSubscription(SubscriptionRecord),
+    DeleteSubscription(Uuid),
 }
 
 type Waiter = tokio::sync::oneshot::Sender<StoreResult<()>>;
 
-/// The embedded store.
-pub struct SledStore {
-    db: sled::Db,
-    /// `None` only while dropping (so the committer thread sees the channel close).
-    commits: Option<mpsc::Sender<Waiter>>,
-    committer: Option<std::thread::JoinHandle<()>>,
-    stats: Arc<CommitStats>,
-    /// Held by the committer around each flush; tests take it to make batching observable.
-    commit_gate: Arc<parking_lot::Mutex<()>>,
+/// The pipeline between callers, the committer and the applier.
+#[derive(Default)]
+struct Pipeline {
+    next_lsn: u64,
+    /// Operations not yet applied to sled.
+    ops: Vec<(u64, Op)>,
+    /// Frames not yet written to the log, and the lsn of their first.
+    wal_buf: Vec<u8>,
+    wal_first: u64,
+    written_lsn: u64,
+    synced_lsn: u64,
+    applied_lsn: u64,
+    waiters: Vec<(u64, Waiter)>,
+    /// Bodies appended but not yet applied (reads must still find them).
+    bodies: HashMap<(Uuid, u64), MessageBody>,
+    closing: bool,
+    error: Option<StoreError>,
 }
 
-#[derive(Default)]
-struct CommitStats {
+struct Shared {
+    db: sled::Db,
+    pipe: Mutex<Pipeline>,
+    work: Condvar,
     flushes: AtomicU64,
     syncs: AtomicU64,
+    /// The lsn sled held durably at the applier's last checkpoint: log segments up to it can go.
+    checkpointed: AtomicU64,
+    /// Held by the committer around each write+fsync; tests take it to make batching observable.
+    gate: Mutex<()>,
+}
+
+/// The embedded store.
+pub struct SledStore {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -116,106 +171,447 @@ fn u32_at(k: &[u8], at: usize) -> StoreResult<u32> {
         .ok_or_else(|| StoreError("corrupt key".into()))
 }
 
-impl SledStore {
-    /// Opens (or creates) the store.
-    pub fn open(opts: &SledOptions) -> StoreResult<Self> {
-        let mut cfg = sled::Config::new()
-            .cache_capacity(opts.cache_bytes)
-            .flush_every_ms(Some(opts.flush_every_ms.max(1)))
-            .mode(sled::Mode::HighThroughput);
-        cfg = if opts.temporary { cfg.temporary(true) } else { cfg.path(&opts.path) };
-        let db = cfg.open()?;
-        let (tx, rx) = mpsc::channel::<Waiter>();
-        let stats = Arc::new(CommitStats::default());
-        let gate = Arc::new(parking_lot::Mutex::new(()));
-        let committer = {
-            let db = db.clone();
-            let stats = stats.clone();
-            let gate = gate.clone();
-            std::thread::Builder::new()
-                .name("qgate-commit".into())
-                .spawn(move || committer(db, rx, stats, gate))
-                .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?
-        };
-        Ok(SledStore { db, commits: Some(tx), committer: Some(committer), stats, commit_gate: gate })
+/// Applies operations to sled in order, in as few atomic batches as possible.
+struct Applier {
+    db: sled::Db,
+    /// Group numbers per queue, so removing a message needs no scan for its delivery records.
+    groups: HashMap<Uuid, BTreeSet<u32>>,
+    /// The sequence high-water mark per queue (kept here so transfers need no read).
+    high: HashMap<Uuid, u64>,
+}
+
+impl Applier {
+    fn new(db: sled::Db) -> StoreResult<Applier> {
+        let mut groups: HashMap<Uuid, BTreeSet<u32>> = HashMap::new();
+        let mut high = HashMap::new();
+        for kv in db.scan_prefix([b'Q']) {
+            let (k, _) = kv?;
+            groups.entry(uuid_at(&k, 1)?).or_default().insert(DEFAULT_GROUP);
+        }
+        for kv in db.scan_prefix([b'G']) {
+            let (k, _) = kv?;
+            groups.entry(uuid_at(&k, 1)?).or_default().insert(u32_at(&k, 17)?);
+        }
+        for kv in db.scan_prefix([b'S']) {
+            let (k, v) = kv?;
+            high.insert(uuid_at(&k, 1)?, u64_at(&v, 0)?);
+        }
+        Ok(Applier { db, groups, high })
     }
 
-    /// Number of flushes the committer has done (group-commit observability).
+    fn commit(&self, batch: &mut sled::Batch, lsn: u64) -> StoreResult<()> {
+        batch.insert(&b"L"[..], &lsn.to_be_bytes());
+        self.db.apply_batch(std::mem::take(batch))?;
+        Ok(())
+    }
+
+    fn remove_message(&self, batch: &mut sled::Batch, q: Uuid, seq: u64) {
+        batch.remove(mkey(b'M', q, seq));
+        batch.remove(mkey(b'B', q, seq));
+        if let Some(gs) = self.groups.get(&q) {
+            for g in gs {
+                batch.remove(dkey(q, seq, *g));
+            }
+        }
+    }
+
+    fn raise(&mut self, batch: &mut sled::Batch, q: Uuid, seq: u64) {
+        let h = self.high.entry(q).or_insert(0);
+        if seq > *h {
+            *h = seq;
+            batch.insert(qkey(b'S', q), &seq.to_be_bytes());
+        }
+    }
+
+    /// Applies operations in order. Operations that must read sled first get the batch so far
+    /// committed before they read.
+    fn apply(&mut self, ops: &[(u64, Op)]) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        let mut pending = false;
+        let mut last = 0;
+        for (lsn, op) in ops {
+            last = *lsn;
+            match op {
+                Op::PutQueue(r) => {
+                    batch.insert(qkey(b'Q', r.id), encode(r));
+                    self.groups.entry(r.id).or_default().insert(DEFAULT_GROUP);
+                }
+                Op::DeleteQueue(q) => {
+                    if pending {
+                        self.commit(&mut batch, *lsn)?;
+                    }
+                    for prefix in [b'Q', b'G', b'S', b'M', b'B', b'D'] {
+                        for kv in self.db.scan_prefix(qkey(prefix, *q)) {
+                            batch.remove(kv?.0);
+                        }
+                    }
+                    self.groups.remove(q);
+                    self.high.remove(q);
+                }
+                Op::PutGroup(g) => {
+                    batch.insert(key(b'G', &[g.queue_id.as_bytes(), &g.no.to_be_bytes()]), encode(g));
+                    self.groups.entry(g.queue_id).or_default().insert(g.no);
+                }
+                Op::DeleteGroup(q, no) => {
+                    if pending {
+                        self.commit(&mut batch, *lsn)?;
+                    }
+                    batch.remove(key(b'G', &[q.as_bytes(), &no.to_be_bytes()]));
+                    for kv in self.db.scan_prefix(qkey(b'D', *q)) {
+                        let (k, _) = kv?;
+                        if u32_at(&k, 25)? == *no {
+                            batch.remove(k);
+                        }
+                    }
+                    if let Some(gs) = self.groups.get_mut(q) {
+                        gs.remove(no);
+                    }
+                }
+                Op::Append(q, msgs) => {
+                    for (meta, body) in msgs {
+                        batch.insert(mkey(b'M', *q, meta.seq), encode(meta));
+                        batch.insert(mkey(b'B', *q, meta.seq), encode(body));
+                    }
+                    if let Some((m, _)) = msgs.last() {
+                        self.raise(&mut batch, *q, m.seq);
+                    }
+                }
+                Op::Remove(q, seqs) => {
+                    for seq in seqs {
+                        self.remove_message(&mut batch, *q, *seq);
+                    }
+                }
+                Op::Transfer { from, from_seq, to, meta, keep_source } => {
+                    if pending {
+                        self.commit(&mut batch, *lsn)?;
+                    }
+                    match self.db.get(mkey(b'B', *from, *from_seq))? {
+                        Some(body) => {
+                            if !keep_source {
+                                self.remove_message(&mut batch, *from, *from_seq);
+                            }
+                            batch.insert(mkey(b'M', *to, meta.seq), encode(meta));
+                            batch.insert(mkey(b'B', *to, meta.seq), body);
+                            self.raise(&mut batch, *to, meta.seq);
+                        }
+                        None => {
+                            tracing::error!(queue = %from, seq = from_seq, "transfer of a message sled does not have")
+                        }
+                    }
+                }
+                Op::SetDelivery(q, g, entries) => {
+                    for (seq, rec) in entries {
+                        batch.insert(dkey(*q, *seq, *g), encode(rec));
+                    }
+                    self.groups.entry(*q).or_default().insert(*g);
+                }
+                Op::ClearDelivery(q, g, seqs) => {
+                    for seq in seqs {
+                        batch.remove(dkey(*q, *seq, *g));
+                    }
+                }
+                Op::PutIdempotency(r) => batch.insert(ikey(&r.namespace, &r.capability, &r.key), encode(r)),
+                Op::DeleteIdempotency(keys) => {
+                    for (ns, cap, k) in keys {
+                        batch.remove(ikey(ns, cap, k));
+                    }
+                }
+                Op::PutSubscription(s) => batch.insert(qkey(b'U', s.id), encode(s)),
+                Op::DeleteSubscription(id) => batch.remove(qkey(b'U', *id)),
+            }
+            pending = true;
+        }
+        if pending {
+            self.commit(&mut batch, last)?;
+        }
+        Ok(())
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store, replaying whatever the log holds beyond sled's state.
+    pub fn open(opts: &SledOptions) -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .path(opts.path.join("sled"))
+            .cache_capacity(opts.cache_bytes)
+            .flush_every_ms(Some(opts.flush_every_ms.max(1)))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let mut applier = Applier::new(db.clone())?;
+        let applied = match db.get(b"L")? {
+            Some(v) => u64_at(&v, 0)?,
+            None => 0,
+        };
+        let mut wal = Wal::open(&opts.path.join("wal"))?;
+        let mut last = applied;
+        let mut replay = Vec::new();
+        for (lsn, payload) in wal.read_all()? {
+            if lsn > applied {
+                replay.push((lsn, decode::<Op>(&payload, "log operation")?));
+            }
+            last = last.max(lsn);
+        }
+        if !replay.is_empty() {
+            tracing::info!(operations = replay.len(), "replaying the write-ahead log");
+            applier.apply(&replay)?;
+        }
+        db.flush()?;
+        wal.clear()?;
+        let shared = Arc::new(Shared {
+            db,
+            pipe: Mutex::new(Pipeline {
+                next_lsn: last,
+                written_lsn: last,
+                synced_lsn: last,
+                applied_lsn: last,
+                ..Pipeline::default()
+            }),
+            work: Condvar::new(),
+            flushes: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            checkpointed: AtomicU64::new(0),
+            gate: Mutex::new(()),
+        });
+        let committer = {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name("qgate-commit".into())
+                .spawn(move || committer(s, wal))
+                .map_err(|e| StoreError(format!("cannot start the commit thread: {e}")))?
+        };
+        let applier_thread = {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name("qgate-apply".into())
+                .spawn(move || apply_loop(s, applier))
+                .map_err(|e| StoreError(format!("cannot start the apply thread: {e}")))?
+        };
+        Ok(SledStore { shared, threads: Mutex::new(vec![committer, applier_thread]) })
+    }
+
+    /// Number of log fsyncs done for syncs (group-commit observability).
     pub fn flush_count(&self) -> u64 {
-        self.stats.flushes.load(Ordering::Relaxed)
+        self.shared.flushes.load(Ordering::Relaxed)
     }
 
     /// Number of `sync` calls answered.
     pub fn sync_count(&self) -> u64 {
-        self.stats.syncs.load(Ordering::Relaxed)
+        self.shared.syncs.load(Ordering::Relaxed)
     }
 
     /// Blocks the committer until the guard is dropped (tests: makes batching deterministic).
     pub fn hold_commits(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.commit_gate.lock()
+        self.shared.gate.lock()
     }
 
     /// Bytes on disk as sled reports them.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.shared.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Flushes everything now (shutdown).
+    /// Waits until everything submitted is applied and logged, then flushes sled (shutdown).
     pub fn flush_blocking(&self) -> StoreResult<()> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    fn apply(&self, batch: sled::Batch) -> StoreResult<()> {
-        self.db.apply_batch(batch)?;
-        Ok(())
-    }
-
-    fn remove_delivery_records(&self, batch: &mut sled::Batch, q: Uuid, seq: u64) -> StoreResult<()> {
-        for kv in self.db.scan_prefix(mkey(b'D', q, seq)) {
-            let (k, _) = kv?;
-            batch.remove(k);
+        let mut p = self.shared.pipe.lock();
+        while p.error.is_none() && (p.applied_lsn < p.next_lsn || p.written_lsn < p.next_lsn) {
+            self.shared.work.notify_all();
+            self.shared.work.wait_for(&mut p, Duration::from_millis(50));
         }
+        if let Some(e) = &p.error {
+            return Err(e.clone());
+        }
+        drop(p);
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
+    fn submit(&self, op: Op) -> StoreResult<()> {
+        self.submit_with(op, None)
+    }
+
+    /// Submits an operation; `body` is a message body it makes readable before it is applied
+    /// (a transfer's target).
+    fn submit_with(&self, op: Op, body: Option<((Uuid, u64), MessageBody)>) -> StoreResult<()> {
+        let payload = encode(&op);
+        let mut p = self.shared.pipe.lock();
+        if let Some(e) = &p.error {
+            return Err(e.clone());
+        }
+        p.next_lsn += 1;
+        let lsn = p.next_lsn;
+        if p.wal_buf.is_empty() {
+            p.wal_first = lsn;
+        }
+        frame(&mut p.wal_buf, lsn, &payload);
+        if let Op::Append(q, msgs) = &op {
+            for (meta, body) in msgs {
+                p.bodies.insert((*q, meta.seq), body.clone());
+            }
+        }
+        if let Some((k, b)) = body {
+            p.bodies.insert(k, b);
+        }
+        p.ops.push((lsn, op));
+        drop(p);
+        self.shared.work.notify_all();
         Ok(())
     }
 }
 
 impl Drop for SledStore {
-    /// Stops the committer and waits for it, so the database is closed when this returns (a
-    /// restart in the same process can reopen it at once).
     fn drop(&mut self) {
-        self.commits.take();
-        if let Some(t) = self.committer.take() {
-            let _ = t.join();
-        }
-        let _ = self.db.flush();
+        let _ = self.close();
     }
 }
 
-fn committer(db: sled::Db, rx: mpsc::Receiver<Waiter>, stats: Arc<CommitStats>, gate: Arc<parking_lot::Mutex<()>>) {
-    while let Ok(first) = rx.recv() {
-        let _held = gate.lock();
-        let mut waiters = vec![first];
-        while let Ok(w) = rx.try_recv() {
-            waiters.push(w);
+/// Fails every waiter with `e` and remembers it.
+fn fail(p: &mut Pipeline, e: StoreError) {
+    tracing::error!(error = %e, "the store failed");
+    for (_, w) in p.waiters.drain(..) {
+        let _ = w.send(Err(e.clone()));
+    }
+    p.error = Some(e);
+}
+
+fn committer(shared: Arc<Shared>, mut wal: Wal) {
+    let mut last_sync = Instant::now();
+    loop {
+        let (buf, first, last, want_sync) = {
+            let mut p = shared.pipe.lock();
+            loop {
+                if p.error.is_some() {
+                    return;
+                }
+                let lazy_due = p.written_lsn > p.synced_lsn && last_sync.elapsed() >= LAZY_SYNC_EVERY;
+                if !p.wal_buf.is_empty() || lazy_due || (!p.waiters.is_empty() && p.written_lsn > p.synced_lsn) {
+                    break;
+                }
+                if p.closing {
+                    return;
+                }
+                // Waiters blocked only by the applier are answered when it moves on.
+                complete(&mut p, &shared);
+                shared.work.wait_for(&mut p, LAZY_SYNC_EVERY);
+            }
+            let want_sync = !p.waiters.is_empty() || p.closing || last_sync.elapsed() >= LAZY_SYNC_EVERY;
+            (std::mem::take(&mut p.wal_buf), p.wal_first, p.next_lsn, want_sync)
+        };
+        let _held = shared.gate.lock();
+        let mut result = if buf.is_empty() { Ok(()) } else { wal.write(first, &buf) };
+        if result.is_ok() && want_sync {
+            result = wal.sync();
+            last_sync = Instant::now();
+            shared.flushes.fetch_add(1, Ordering::Relaxed);
         }
-        let result = db.flush().map(|_| ()).map_err(StoreError::from);
-        stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats.syncs.fetch_add(waiters.len() as u64, Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "flush failed");
+        let mut p = shared.pipe.lock();
+        match result {
+            Ok(()) => {
+                p.written_lsn = p.written_lsn.max(last);
+                if want_sync {
+                    p.synced_lsn = p.synced_lsn.max(last);
+                }
+                complete(&mut p, &shared);
+                drop(p);
+                // Segments sled holds durably (the applier's last checkpoint) can go.
+                let checkpoint = shared.checkpointed.load(Ordering::Relaxed);
+                if checkpoint > 0
+                    && let Err(e) = wal.truncate(checkpoint)
+                {
+                    fail(&mut shared.pipe.lock(), e);
+                }
+            }
+            Err(e) => fail(&mut p, e),
         }
-        for w in waiters {
-            let _ = w.send(result.clone());
+    }
+}
+
+/// Answers every waiter that can be answered now.
+fn complete(p: &mut Pipeline, shared: &Shared) {
+    let (synced, applied) = (p.synced_lsn, p.applied_lsn);
+    let mut i = 0;
+    while i < p.waiters.len() {
+        let lsn = p.waiters[i].0;
+        if lsn <= synced && lsn <= applied + MAX_LAG {
+            let (_, w) = p.waiters.swap_remove(i);
+            shared.syncs.fetch_add(1, Ordering::Relaxed);
+            let _ = w.send(Ok(()));
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let ops = {
+            let mut p = shared.pipe.lock();
+            // Closing: what is not applied yet is in the log and is replayed at the next open;
+            // sled is left alone (a graceful shutdown applies everything first, flush_blocking).
+            if p.closing {
+                return;
+            }
+            while p.ops.is_empty() && p.error.is_none() {
+                if p.closing {
+                    return;
+                }
+                shared.work.wait_for(&mut p, CHECKPOINT_EVERY);
+                if p.ops.is_empty() && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                    break;
+                }
+            }
+            if p.error.is_some() {
+                return;
+            }
+            std::mem::take(&mut p.ops)
+        };
+        if !ops.is_empty() {
+            let last = ops.last().map_or(0, |(l, _)| *l);
+            let result = applier.apply(&ops);
+            let mut p = shared.pipe.lock();
+            match result {
+                Ok(()) => {
+                    p.applied_lsn = last;
+                    for (_, op) in &ops {
+                        match op {
+                            Op::Append(q, msgs) => {
+                                for (meta, _) in msgs {
+                                    p.bodies.remove(&(*q, meta.seq));
+                                }
+                            }
+                            Op::Transfer { to, meta, .. } => {
+                                p.bodies.remove(&(*to, meta.seq));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    fail(&mut p, e);
+                    return;
+                }
+            }
+            drop(p);
+            shared.work.notify_all();
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            let applied = shared.pipe.lock().applied_lsn;
+            if let Err(e) = shared.db.flush() {
+                fail(&mut shared.pipe.lock(), e.into());
+                return;
+            }
+            shared.checkpointed.store(applied, Ordering::Relaxed);
+            last_checkpoint = Instant::now();
         }
     }
 }
 
 impl Store for SledStore {
     fn load(&self) -> StoreResult<Snapshot> {
+        self.flush_blocking()?;
+        let db = &self.shared.db;
         let mut queues: HashMap<Uuid, QueueSnapshot> = HashMap::new();
         let mut snap = Snapshot::default();
-        for kv in self.db.iter() {
+        for kv in db.iter() {
             let (k, v) = kv?;
             match k.first() {
                 Some(b'Q') => {
@@ -260,152 +656,140 @@ impl Store for SledStore {
     }
 
     fn put_queue(&self, queue: &QueueRecord) -> StoreResult<()> {
-        self.db.insert(qkey(b'Q', queue.id), encode(queue))?;
-        Ok(())
+        self.submit(Op::PutQueue(queue.clone()))
     }
 
     fn delete_queue(&self, queue: Uuid) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        for prefix in [b'Q', b'G', b'S', b'M', b'B', b'D'] {
-            for kv in self.db.scan_prefix(qkey(prefix, queue)) {
-                let (k, _) = kv?;
-                batch.remove(k);
-            }
-        }
-        self.apply(batch)
+        self.submit(Op::DeleteQueue(queue))
     }
 
     fn put_group(&self, group: &GroupRecord) -> StoreResult<()> {
-        self.db.insert(key(b'G', &[group.queue_id.as_bytes(), &group.no.to_be_bytes()]), encode(group))?;
-        Ok(())
+        self.submit(Op::PutGroup(group.clone()))
     }
 
     fn delete_group(&self, queue: Uuid, group: u32) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        batch.remove(key(b'G', &[queue.as_bytes(), &group.to_be_bytes()]));
-        for kv in self.db.scan_prefix(qkey(b'D', queue)) {
-            let (k, _) = kv?;
-            if u32_at(&k, 25)? == group {
-                batch.remove(k);
-            }
-        }
-        self.apply(batch)
+        self.submit(Op::DeleteGroup(queue, group))
     }
 
     fn append(&self, queue: Uuid, messages: &[(MessageMeta, MessageBody)]) -> StoreResult<()> {
-        let Some(last) = messages.last() else {
+        if messages.is_empty() {
             return Ok(());
-        };
-        let mut batch = sled::Batch::default();
-        for (meta, body) in messages {
-            batch.insert(mkey(b'M', queue, meta.seq), encode(meta));
-            batch.insert(mkey(b'B', queue, meta.seq), encode(body));
         }
-        batch.insert(qkey(b'S', queue), &last.0.seq.to_be_bytes());
-        self.apply(batch)
+        self.submit(Op::Append(queue, messages.to_vec()))
     }
 
     fn body(&self, queue: Uuid, seq: u64) -> StoreResult<Option<MessageBody>> {
-        match self.db.get(mkey(b'B', queue, seq))? {
+        if let Some(b) = self.shared.pipe.lock().bodies.get(&(queue, seq)) {
+            return Ok(Some(b.clone()));
+        }
+        match self.shared.db.get(mkey(b'B', queue, seq))? {
             Some(v) => Ok(Some(decode(&v, "body")?)),
             None => Ok(None),
         }
     }
 
     fn remove(&self, queue: Uuid, seqs: &[u64]) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        for &seq in seqs {
-            batch.remove(mkey(b'M', queue, seq));
-            batch.remove(mkey(b'B', queue, seq));
-            self.remove_delivery_records(&mut batch, queue, seq)?;
+        if seqs.is_empty() {
+            return Ok(());
         }
-        self.apply(batch)
+        self.submit(Op::Remove(queue, seqs.to_vec()))
     }
 
     fn transfer(&self, from: Uuid, from_seq: u64, to: Uuid, meta: &MessageMeta, keep_source: bool) -> StoreResult<()> {
-        let body = self
-            .db
-            .get(mkey(b'B', from, from_seq))?
-            .ok_or_else(|| StoreError(format!("transfer of missing message {from}/{from_seq}")))?;
-        let mut batch = sled::Batch::default();
-        if !keep_source {
-            batch.remove(mkey(b'M', from, from_seq));
-            batch.remove(mkey(b'B', from, from_seq));
-            self.remove_delivery_records(&mut batch, from, from_seq)?;
-        }
-        batch.insert(mkey(b'M', to, meta.seq), encode(meta));
-        batch.insert(mkey(b'B', to, meta.seq), body);
-        let hw = match self.db.get(qkey(b'S', to))? {
-            Some(v) => u64_at(&v, 0)?.max(meta.seq),
-            None => meta.seq,
+        // The applier copies the body from sled when it gets there; until then reads of the
+        // target find it in memory.
+        let Some(body) = self.body(from, from_seq)? else {
+            return Err(StoreError(format!("transfer of missing message {from}/{from_seq}")));
         };
-        batch.insert(qkey(b'S', to), &hw.to_be_bytes());
-        self.apply(batch)
+        self.submit_with(
+            Op::Transfer { from, from_seq, to, meta: meta.clone(), keep_source },
+            Some(((to, meta.seq), body)),
+        )
     }
 
     fn lease(&self, queue: Uuid, group: u32, seq: u64, record: &DeliveryRecord) -> StoreResult<()> {
-        self.db.insert(dkey(queue, seq, group), encode(record))?;
-        Ok(())
+        self.submit(Op::SetDelivery(queue, group, vec![(seq, record.clone())]))
     }
 
     fn release(&self, queue: Uuid, group: u32, seq: u64, record: &DeliveryRecord) -> StoreResult<()> {
-        self.db.insert(dkey(queue, seq, group), encode(record))?;
-        Ok(())
+        self.submit(Op::SetDelivery(queue, group, vec![(seq, record.clone())]))
     }
 
     fn settle(&self, queue: Uuid, group: u32, entries: &[(u64, DeliveryRecord)]) -> StoreResult<()> {
-        if let [(seq, rec)] = entries {
-            self.db.insert(dkey(queue, *seq, group), encode(rec))?;
+        if entries.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for (seq, rec) in entries {
-            batch.insert(dkey(queue, *seq, group), encode(rec));
-        }
-        self.apply(batch)
+        self.submit(Op::SetDelivery(queue, group, entries.to_vec()))
     }
 
     fn forget(&self, queue: Uuid, group: u32, seqs: &[u64]) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        for &seq in seqs {
-            batch.remove(dkey(queue, seq, group));
+        if seqs.is_empty() {
+            return Ok(());
         }
-        self.apply(batch)
+        self.submit(Op::ClearDelivery(queue, group, seqs.to_vec()))
     }
 
     fn put_idempotency(&self, record: &IdempotencyRecord) -> StoreResult<()> {
-        self.db.insert(ikey(&record.namespace, &record.capability, &record.key), encode(record))?;
-        Ok(())
+        self.submit(Op::PutIdempotency(record.clone()))
     }
 
     fn delete_idempotency(&self, keys: &[(String, String, String)]) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        for (ns, cap, k) in keys {
-            batch.remove(ikey(ns, cap, k));
-        }
-        self.apply(batch)
+        self.submit(Op::DeleteIdempotency(keys.to_vec()))
     }
 
     fn put_subscription(&self, sub: &SubscriptionRecord) -> StoreResult<()> {
-        self.db.insert(qkey(b'U', sub.id), encode(sub))?;
-        Ok(())
+        self.submit(Op::PutSubscription(sub.clone()))
     }
 
     fn delete_subscription(&self, id: Uuid) -> StoreResult<()> {
-        self.db.remove(qkey(b'U', id))?;
+        self.submit(Op::DeleteSubscription(id))
+    }
+
+    /// Stops both threads (the committer first writes and syncs what is buffered; what the
+    /// applier had not applied is replayed from the log at the next open), then lets sled write
+    /// its own state, so a restart in the same process can reopen the database at once.
+    fn close(&self) -> StoreResult<()> {
+        let threads: Vec<_> = {
+            let mut p = self.shared.pipe.lock();
+            p.closing = true;
+            self.threads.lock().drain(..).collect()
+        };
+        if threads.is_empty() {
+            return Ok(());
+        }
+        self.shared.work.notify_all();
+        for t in threads {
+            let _ = t.join();
+        }
+        let mut p = self.shared.pipe.lock();
+        if p.error.is_none() {
+            p.error = Some(StoreError("the store is closed".into()));
+            drop(p);
+            // After an I/O error sled's flush can wait forever; the log holds what matters anyway.
+            self.shared.db.flush()?;
+        }
         Ok(())
     }
 
     fn sync(&self) -> SyncFuture {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        // Enqueue now, not when first polled: the caller's writes happened before this call, and
-        // callers that issue several syncs before awaiting them share one flush.
-        let sent = self.commits.as_ref().map(|c| c.send(tx));
-        Box::pin(async move {
-            if !matches!(sent, Some(Ok(()))) {
-                return Err(StoreError("the commit thread has stopped".into()));
+        {
+            let mut p = self.shared.pipe.lock();
+            match &p.error {
+                Some(e) => {
+                    let _ = tx.send(Err(e.clone()));
+                }
+                None if p.synced_lsn >= p.next_lsn && p.next_lsn <= p.applied_lsn + MAX_LAG => {
+                    let _ = tx.send(Ok(()));
+                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    let lsn = p.next_lsn;
+                    p.waiters.push((lsn, tx));
+                }
             }
-            rx.await.unwrap_or_else(|_| Err(StoreError("the commit thread has stopped".into())))
-        })
+        }
+        self.shared.work.notify_all();
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(StoreError("the store is closed".into()))) })
     }
 }

@@ -126,9 +126,17 @@ pub struct TestServer {
     pub base: String,
     pub clock: ManualClock,
     pub state: AppState,
-    pub dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Drop for TestServer {
+    /// A test that ends without `stop()` still closes the store before its directory goes
+    /// (sled cannot survive its files vanishing under it).
+    fn drop(&mut self) {
+        let _ = self.state.broker.store().close();
+    }
 }
 
 impl TestServer {
@@ -153,7 +161,7 @@ impl TestServer {
         let task = tokio::spawn(qgate::server::run(opened, listener, async move {
             let _ = rx.await;
         }));
-        TestServer { base, clock, state, dir, stop: Some(tx), task: Some(task) }
+        TestServer { base, clock, state, dir: Some(dir), stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -171,8 +179,7 @@ impl TestServer {
             let _ = s.send(());
         }
         let r = self.task.take().unwrap().await.unwrap();
-        drop(self.state);
-        (r, self.dir, self.clock)
+        (r, self.dir.take().unwrap(), self.clock.clone())
     }
 }
 
