@@ -8,6 +8,11 @@ use qgate::config::{Config, DEMO_ACCESS_KEY, DEMO_BEARER, DEMO_SECRET};
 use qgate::core::SystemClock;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: glibc's per-thread arenas keep freed memory from the store's write-behind buffers
+/// and grow RSS far beyond what is live.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "qgate", version, about = "A message-queue server that speaks several vendors' queue APIs")]
 struct Cli {

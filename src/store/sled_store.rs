@@ -66,6 +66,8 @@ impl SledOptions {
     }
 }
 
+/// Largest sled batch the applier writes (in operations on keys, roughly).
+const MAX_BATCH_OPS: usize = 512;
 /// Most operations the applier may lag behind before syncs wait for it.
 const MAX_LAG: u64 = 200_000;
 /// How often the applier checkpoints (flushes sled, drops applied log segments).
@@ -82,13 +84,86 @@ pub enum Op {
     DeleteGroup(Uuid, u32),
     Append(Uuid, Vec<(MessageMeta, MessageBody)>),
     Remove(Uuid, Vec<u64>),
-    Transfer { from: Uuid, from_seq: u64, to: Uuid, meta: MessageMeta, keep_source: bool },
+    Transfer {
+        from: Uuid,
+        from_seq: u64,
+        to: Uuid,
+        meta: MessageMeta,
+        keep_source: bool,
+    },
     SetDelivery(Uuid, u32, Vec<(u64, DeliveryRecord)>),
     ClearDelivery(Uuid, u32, Vec<u64>),
     PutIdempotency(IdempotencyRecord),
     DeleteIdempotency(Vec<(String, String, String)>),
     PutSubscription(SubscriptionRecord),
     DeleteSubscription(Uuid),
+    /// Raises a queue's sequence high-water mark (what is left of appends coalescing removed).
+    HighWater(Uuid, u64),
+}
+
+/// Write-behind coalescing: a message appended and removed within one set of pending operations
+/// (consumed before the applier got to it) never needs to touch sled — its append, its delivery
+/// records and its removal all drop out; only the sequence high-water mark stays. Messages that
+/// are the source of a transfer in the same set are kept (the transfer reads their body).
+fn coalesce(ops: &mut [(u64, Op)]) {
+    use std::collections::HashSet;
+    let mut appended: HashSet<(Uuid, u64)> = HashSet::new();
+    let mut removed: HashSet<(Uuid, u64)> = HashSet::new();
+    let mut sources: HashSet<(Uuid, u64)> = HashSet::new();
+    for (_, op) in ops.iter() {
+        match op {
+            Op::Append(q, m) => appended.extend(m.iter().map(|(meta, _)| (*q, meta.seq))),
+            Op::Remove(q, seqs) => removed.extend(seqs.iter().map(|s| (*q, *s))),
+            Op::Transfer { from, from_seq, .. } => {
+                sources.insert((*from, *from_seq));
+            }
+            _ => {}
+        }
+    }
+    let gone: HashSet<(Uuid, u64)> =
+        appended.intersection(&removed).filter(|k| !sources.contains(k)).copied().collect();
+    if gone.is_empty() {
+        return;
+    }
+    for (_, op) in ops.iter_mut() {
+        match op {
+            Op::Append(q, m) => {
+                let q = *q;
+                let high = m.iter().map(|(meta, _)| meta.seq).max().unwrap_or(0);
+                m.retain(|(meta, _)| !gone.contains(&(q, meta.seq)));
+                if m.is_empty() {
+                    *op = Op::HighWater(q, high);
+                }
+            }
+            Op::Remove(q, seqs) => {
+                let q = *q;
+                seqs.retain(|s| !gone.contains(&(q, *s)));
+            }
+            Op::SetDelivery(q, _, e) => {
+                let q = *q;
+                e.retain(|(s, _)| !gone.contains(&(q, *s)));
+            }
+            Op::ClearDelivery(q, _, seqs) => {
+                let q = *q;
+                seqs.retain(|s| !gone.contains(&(q, *s)));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Op {
+    /// Roughly how many keys applying it touches.
+    fn weight(&self) -> usize {
+        match self {
+            Op::Append(_, m) => 2 * m.len() + 1,
+            Op::Remove(_, s) | Op::ClearDelivery(_, _, s) => 3 * s.len(),
+            Op::SetDelivery(_, _, e) => e.len(),
+            Op::DeleteIdempotency(k) => k.len(),
+            Op::HighWater(..) => 1,
+            _ => 1,
+        }
+    }
 }
 
 type Waiter = tokio::sync::oneshot::Sender<StoreResult<()>>;
@@ -228,9 +303,16 @@ impl Applier {
     fn apply(&mut self, ops: &[(u64, Op)]) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
         let mut pending = false;
-        let mut last = 0;
+        // The lsn of the last operation in `batch`: what a commit records as applied.
+        let mut prev = 0;
+        let mut size = 0;
         for (lsn, op) in ops {
-            last = *lsn;
+            // sled holds a whole batch in memory and writes it as one log entry: keep them small.
+            if pending && size >= MAX_BATCH_OPS {
+                self.commit(&mut batch, prev)?;
+                pending = false;
+                size = 0;
+            }
             match op {
                 Op::PutQueue(r) => {
                     batch.insert(qkey(b'Q', r.id), encode(r));
@@ -238,11 +320,19 @@ impl Applier {
                 }
                 Op::DeleteQueue(q) => {
                     if pending {
-                        self.commit(&mut batch, *lsn)?;
+                        self.commit(&mut batch, prev)?;
+                        size = 0;
                     }
+                    // In chunks; until the last one is committed `L` stays at the previous
+                    // operation, so a crash midway replays the whole deletion.
                     for prefix in [b'Q', b'G', b'S', b'M', b'B', b'D'] {
                         for kv in self.db.scan_prefix(qkey(prefix, *q)) {
                             batch.remove(kv?.0);
+                            size += 1;
+                            if size >= MAX_BATCH_OPS {
+                                self.commit(&mut batch, prev)?;
+                                size = 0;
+                            }
                         }
                     }
                     self.groups.remove(q);
@@ -254,13 +344,19 @@ impl Applier {
                 }
                 Op::DeleteGroup(q, no) => {
                     if pending {
-                        self.commit(&mut batch, *lsn)?;
+                        self.commit(&mut batch, prev)?;
+                        size = 0;
                     }
                     batch.remove(key(b'G', &[q.as_bytes(), &no.to_be_bytes()]));
                     for kv in self.db.scan_prefix(qkey(b'D', *q)) {
                         let (k, _) = kv?;
                         if u32_at(&k, 25)? == *no {
                             batch.remove(k);
+                            size += 1;
+                            if size >= MAX_BATCH_OPS {
+                                self.commit(&mut batch, prev)?;
+                                size = 0;
+                            }
                         }
                     }
                     if let Some(gs) = self.groups.get_mut(q) {
@@ -283,7 +379,8 @@ impl Applier {
                 }
                 Op::Transfer { from, from_seq, to, meta, keep_source } => {
                     if pending {
-                        self.commit(&mut batch, *lsn)?;
+                        self.commit(&mut batch, prev)?;
+                        size = 0;
                     }
                     match self.db.get(mkey(b'B', *from, *from_seq))? {
                         Some(body) => {
@@ -318,11 +415,14 @@ impl Applier {
                 }
                 Op::PutSubscription(s) => batch.insert(qkey(b'U', s.id), encode(s)),
                 Op::DeleteSubscription(id) => batch.remove(qkey(b'U', *id)),
+                Op::HighWater(q, seq) => self.raise(&mut batch, *q, *seq),
             }
+            prev = *lsn;
             pending = true;
+            size += op.weight();
         }
         if pending {
-            self.commit(&mut batch, last)?;
+            self.commit(&mut batch, prev)?;
         }
         Ok(())
     }
@@ -565,24 +665,25 @@ fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
             std::mem::take(&mut p.ops)
         };
         if !ops.is_empty() {
+            let mut ops = ops;
             let last = ops.last().map_or(0, |(l, _)| *l);
+            // Bodies held in memory for these operations: readable from sled once applied.
+            let held: Vec<(Uuid, u64)> = ops
+                .iter()
+                .flat_map(|(_, op)| match op {
+                    Op::Append(q, msgs) => msgs.iter().map(|(m, _)| (*q, m.seq)).collect::<Vec<_>>(),
+                    Op::Transfer { to, meta, .. } => vec![(*to, meta.seq)],
+                    _ => Vec::new(),
+                })
+                .collect();
+            coalesce(&mut ops);
             let result = applier.apply(&ops);
             let mut p = shared.pipe.lock();
             match result {
                 Ok(()) => {
                     p.applied_lsn = last;
-                    for (_, op) in &ops {
-                        match op {
-                            Op::Append(q, msgs) => {
-                                for (meta, _) in msgs {
-                                    p.bodies.remove(&(*q, meta.seq));
-                                }
-                            }
-                            Op::Transfer { to, meta, .. } => {
-                                p.bodies.remove(&(*to, meta.seq));
-                            }
-                            _ => {}
-                        }
+                    for k in &held {
+                        p.bodies.remove(k);
                     }
                 }
                 Err(e) => {
@@ -791,5 +892,59 @@ impl Store for SledStore {
         }
         self.shared.work.notify_all();
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(StoreError("the store is closed".into()))) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{BodyKind, DeliveryState, MessageId};
+
+    fn meta(seq: u64) -> MessageMeta {
+        MessageMeta {
+            seq,
+            id: MessageId(seq as u128),
+            kind: BodyKind::Text,
+            priority: 8,
+            enqueued_at: 0,
+            not_before: 0,
+            size: 1,
+            tags: vec![],
+            origin: None,
+        }
+    }
+
+    fn body() -> MessageBody {
+        MessageBody { body: b"x".to_vec(), attributes: Default::default() }
+    }
+
+    #[test]
+    fn appended_then_removed_messages_never_reach_sled() {
+        let q = Uuid::new_v4();
+        let rec = DeliveryRecord { deliveries: 1, failures: 0, first_delivered_at: 0, state: DeliveryState::Acked };
+        let mut ops = vec![
+            (1, Op::Append(q, vec![(meta(1), body()), (meta(2), body())])),
+            (2, Op::SetDelivery(q, 0, vec![(1, rec.clone()), (2, rec.clone())])),
+            (3, Op::Append(q, vec![(meta(3), body())])),
+            (4, Op::Transfer { from: q, from_seq: 3, to: q, meta: meta(9), keep_source: true }),
+            (5, Op::Remove(q, vec![1, 3, 7])),
+        ];
+        coalesce(&mut ops);
+        match &ops[0].1 {
+            Op::Append(_, m) => assert_eq!(m.iter().map(|(m, _)| m.seq).collect::<Vec<_>>(), vec![2]),
+            other => panic!("{other:?}"),
+        }
+        match &ops[1].1 {
+            Op::SetDelivery(_, _, e) => assert_eq!(e.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&ops[2].1, Op::Append(_, m) if m.len() == 1), "a transfer source stays");
+        match &ops[4].1 {
+            Op::Remove(_, s) => assert_eq!(s, &vec![3, 7], "7 was appended earlier, 3 is a transfer source"),
+            other => panic!("{other:?}"),
+        }
+        let mut all_gone = vec![(1, Op::Append(q, vec![(meta(5), body())])), (2, Op::Remove(q, vec![5]))];
+        coalesce(&mut all_gone);
+        assert!(matches!(all_gone[0].1, Op::HighWater(_, 5)));
     }
 }
