@@ -260,11 +260,13 @@ impl Runner {
                 let mut t = Tally::default();
                 let batch = kind.batch() as u64;
                 let mut n = 0u64;
-                loop {
-                    let take = left.fetch_sub(batch.min(left.load(Ordering::Relaxed)), Ordering::Relaxed).min(batch);
-                    if take == 0 {
-                        break;
-                    }
+                // Claims the next batch in one atomic step: a separate load and subtract lets two
+                // workers both claim the last partial batch, wrapping `left` below zero (an
+                // endless fill).
+                while let Ok(prev) =
+                    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| (l > 0).then(|| l - l.min(batch)))
+                {
+                    let take = prev.min(batch);
                     n += 1;
                     let bodies: Vec<String> =
                         (0..take).map(|j| workload::body(size, (i as u64) << 40 | n << 8 | j)).collect();
@@ -461,6 +463,9 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
 }
 
 fn line(r: &Row) -> String {
+    if r.seconds <= 0.0 {
+        return format!("{:<7} {:<12} {}", r.dialect, r.workload, r.note.as_deref().unwrap_or(""));
+    }
     format!(
         "{:<7} {:<12} {:>10.0} msg/s {:>10.0} req/s  ×{:<5.2} p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  errors {}{}",
         r.dialect,

@@ -71,8 +71,9 @@ pub fn quantile(sorted: &[u32], q: f64) -> f64 {
 impl Row {
     pub fn new(dialect: &str, workload: &str, seconds: f64, mut t: Tally, healthz_rps: f64) -> Row {
         t.latencies.sort_unstable();
-        let rps = t.requests as f64 / seconds;
-        let mps = t.messages as f64 / seconds;
+        // A row with no timed part (the server's resources) has no rates.
+        let per_sec = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+        let (rps, mps) = (per_sec(t.requests), per_sec(t.messages));
         let basis = if workload == "healthz" { rps } else { mps };
         Row {
             dialect: dialect.into(),

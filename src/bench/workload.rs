@@ -177,6 +177,8 @@ pub async fn poller(mut conn: Conn, sh: Arc<Shared>, wait: u64) -> Tally {
         t.requests += 1;
         let got = match target.received(a.status.as_u16(), &a.body) {
             Ok(g) => g,
+            // The run is over and its queue deleted under the waiting polls: that is how they end.
+            Err(_) if sh.stop.load(Ordering::Relaxed) => break,
             Err(e) => {
                 t.error(e);
                 continue;

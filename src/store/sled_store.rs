@@ -3,19 +3,25 @@
 //!
 //! Why not write sled directly: a small sled batch plus a sled flush per request costs more than
 //! the rest of a request put together. Here a mutating call only encodes its operation, appends
-//! it to the log buffer and the applier's queue, and returns. Two threads do the rest:
+//! it to the log buffer and the applier's queue, and returns — without waking anyone, which at
+//! tens of thousands of calls a second would itself be the bottleneck (a futex call each).
+//! Threads do the rest:
 //!
-//! * the **committer** writes the log buffer to the current segment (so a `kill -9` loses
-//!   nothing written) and, when a caller is waiting in [`Store::sync`], `fdatasync`s it — one
-//!   fsync for everything written so far, however many callers wait (group commit);
-//! * the **applier** takes every queued operation at once and applies them to sled in order, in
-//!   as few atomic batches as possible, each batch also recording the last applied lsn under key
-//!   `L`. Every few seconds it flushes sled and deletes the log segments sled now holds durably.
+//! * the **committer** writes the log buffer to the current segment and `fdatasync`s it when a
+//!   caller waits in [`Store::sync`] — one write and one fsync for everything buffered so far,
+//!   however many callers wait (group commit) — and otherwise at least every 200 ms;
+//! * the **applier** lets operations collect for a short window (10 ms, less when much is
+//!   queued), takes them all at once, drops what cancels out (a message appended and removed in
+//!   the same set never touches sled) and applies the rest to sled in order, in atomic batches
+//!   that also record the last applied lsn under key `L`;
+//! * the **checkpointer** flushes sled every few seconds; the committer then deletes the log
+//!   segments sled holds durably.
 //!
 //! At open, log frames with an lsn above sled's `L` are applied (the log is replayed exactly
-//! once), sled is flushed and the log emptied. Reads of a message appended but not yet applied
-//! are served from memory. A sync also waits while the applier lags too far behind, which keeps
-//! that memory bounded (backpressure on publishers).
+//! once, a segment at a time), sled is flushed and the log emptied. Reads of a message appended
+//! but not yet applied are served from memory (the body is shared with the queued operation, not
+//! copied). A sync also waits while the applier lags too far behind — in operations or in bytes
+//! — which keeps that memory bounded (backpressure on publishers).
 //!
 //! Key layout (integers big-endian, so sled's byte order is numeric order):
 //!
@@ -31,7 +37,7 @@
 //! | `U` | subscription id | [`SubscriptionRecord`] |
 //! | `L` | — | lsn of the last applied log operation |
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +76,17 @@ impl SledOptions {
 const MAX_BATCH_OPS: usize = 512;
 /// Most operations the applier may lag behind before syncs wait for it.
 const MAX_LAG: u64 = 200_000;
+/// Most bytes of logged operations the applier may lag behind before syncs wait for it: what
+/// bounds the memory held for unapplied operations (their bodies above all).
+const MAX_LAG_BYTES: u64 = 32 * 1024 * 1024;
+/// The applier lets operations collect this long before it takes them, unless this many bytes
+/// are queued first: larger sled batches, and more messages appended and removed within one
+/// set (a consumer keeping up), which then never touch sled at all.
+const APPLY_WINDOW: Duration = Duration::from_millis(10);
+const APPLY_EARLY_BYTES: u64 = 4 * 1024 * 1024;
+/// The most the applier takes at once (in logged bytes), so that under backpressure syncs are
+/// released a slice at a time rather than all after one long apply.
+const APPLY_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 /// How often the applier checkpoints (flushes sled, drops applied log segments).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Lazy operations reach the disk (fdatasync) at least this often.
@@ -82,7 +99,8 @@ pub enum Op {
     DeleteQueue(Uuid),
     PutGroup(GroupRecord),
     DeleteGroup(Uuid, u32),
-    Append(Uuid, Vec<(MessageMeta, MessageBody)>),
+    /// Bodies are shared with the pipeline's read map until applied (no second copy).
+    Append(Uuid, Vec<(MessageMeta, Arc<MessageBody>)>),
     Remove(Uuid, Vec<u64>),
     Transfer {
         from: Uuid,
@@ -173,7 +191,7 @@ type Waiter = tokio::sync::oneshot::Sender<StoreResult<()>>;
 struct Pipeline {
     next_lsn: u64,
     /// Operations not yet applied to sled.
-    ops: Vec<(u64, Op)>,
+    ops: VecDeque<(u64, Op, u32)>,
     /// Frames not yet written to the log, and the lsn of their first.
     wal_buf: Vec<u8>,
     wal_first: u64,
@@ -182,15 +200,37 @@ struct Pipeline {
     applied_lsn: u64,
     waiters: Vec<(u64, Waiter)>,
     /// Bodies appended but not yet applied (reads must still find them).
-    bodies: HashMap<(Uuid, u64), MessageBody>,
+    bodies: HashMap<(Uuid, u64), Arc<MessageBody>>,
+    /// Logged bytes of `ops`, and of the operations the applier is applying now.
+    queued_bytes: u64,
+    applying_bytes: u64,
+    /// When the oldest operation in `ops` was queued.
+    queued_since: Option<Instant>,
+    /// Whether the committer / the applier sleeps waiting for work: only then is a wake-up
+    /// (a futex call) worth making.
+    committer_idle: bool,
+    applier_idle: bool,
     closing: bool,
     error: Option<StoreError>,
+}
+
+impl Pipeline {
+    /// Whether the applier is too far behind for a sync to be answered (backpressure).
+    fn lagging(&self, lsn: u64) -> bool {
+        lsn > self.applied_lsn + MAX_LAG || self.queued_bytes + self.applying_bytes > MAX_LAG_BYTES
+    }
 }
 
 struct Shared {
     db: sled::Db,
     pipe: Mutex<Pipeline>,
-    work: Condvar,
+    /// Wakes the committer (a sync waits) and the applier (work queued, shutdown).
+    commit_cv: Condvar,
+    apply_cv: Condvar,
+    /// Signalled after every applied set of operations (flush_blocking waits on it).
+    applied_cv: Condvar,
+    /// Wakes the checkpoint thread at shutdown.
+    checkpoint_cv: Condvar,
     flushes: AtomicU64,
     syncs: AtomicU64,
     /// The lsn sled held durably at the applier's last checkpoint: log segments up to it can go.
@@ -366,7 +406,7 @@ impl Applier {
                 Op::Append(q, msgs) => {
                     for (meta, body) in msgs {
                         batch.insert(mkey(b'M', *q, meta.seq), encode(meta));
-                        batch.insert(mkey(b'B', *q, meta.seq), encode(body));
+                        batch.insert(mkey(b'B', *q, meta.seq), encode(&**body));
                     }
                     if let Some((m, _)) = msgs.last() {
                         self.raise(&mut batch, *q, m.seq);
@@ -444,16 +484,20 @@ impl SledStore {
         };
         let mut wal = Wal::open(&opts.path.join("wal"))?;
         let mut last = applied;
-        let mut replay = Vec::new();
-        for (lsn, payload) in wal.read_all()? {
-            if lsn > applied {
-                replay.push((lsn, decode::<Op>(&payload, "log operation")?));
+        let mut replayed = 0;
+        for i in 0..wal.segment_count() {
+            let mut replay = Vec::new();
+            for (lsn, payload) in wal.read_segment(i)? {
+                if lsn > applied {
+                    replay.push((lsn, decode::<Op>(&payload, "log operation")?));
+                }
+                last = last.max(lsn);
             }
-            last = last.max(lsn);
-        }
-        if !replay.is_empty() {
-            tracing::info!(operations = replay.len(), "replaying the write-ahead log");
+            replayed += replay.len();
             applier.apply(&replay)?;
+        }
+        if replayed > 0 {
+            tracing::info!(operations = replayed, "replayed the write-ahead log");
         }
         db.flush()?;
         wal.clear()?;
@@ -466,7 +510,10 @@ impl SledStore {
                 applied_lsn: last,
                 ..Pipeline::default()
             }),
-            work: Condvar::new(),
+            commit_cv: Condvar::new(),
+            apply_cv: Condvar::new(),
+            applied_cv: Condvar::new(),
+            checkpoint_cv: Condvar::new(),
             flushes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             checkpointed: AtomicU64::new(0),
@@ -486,7 +533,14 @@ impl SledStore {
                 .spawn(move || apply_loop(s, applier))
                 .map_err(|e| StoreError(format!("cannot start the apply thread: {e}")))?
         };
-        Ok(SledStore { shared, threads: Mutex::new(vec![committer, applier_thread]) })
+        let checkpointer = {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name("qgate-checkpoint".into())
+                .spawn(move || checkpoint_loop(s))
+                .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))?
+        };
+        Ok(SledStore { shared, threads: Mutex::new(vec![committer, applier_thread, checkpointer]) })
     }
 
     /// Number of log fsyncs done for syncs (group-commit observability).
@@ -513,8 +567,9 @@ impl SledStore {
     pub fn flush_blocking(&self) -> StoreResult<()> {
         let mut p = self.shared.pipe.lock();
         while p.error.is_none() && (p.applied_lsn < p.next_lsn || p.written_lsn < p.next_lsn) {
-            self.shared.work.notify_all();
-            self.shared.work.wait_for(&mut p, Duration::from_millis(50));
+            self.shared.commit_cv.notify_one();
+            self.shared.apply_cv.notify_one();
+            self.shared.applied_cv.wait_for(&mut p, Duration::from_millis(20));
         }
         if let Some(e) = &p.error {
             return Err(e.clone());
@@ -530,7 +585,10 @@ impl SledStore {
 
     /// Submits an operation; `body` is a message body it makes readable before it is applied
     /// (a transfer's target).
-    fn submit_with(&self, op: Op, body: Option<((Uuid, u64), MessageBody)>) -> StoreResult<()> {
+    ///
+    /// Nobody is woken here unless the applier sleeps with nothing to do or much is queued:
+    /// the committer writes when a sync asks (or lazily), the applier collects for a window.
+    fn submit_with(&self, op: Op, body: Option<((Uuid, u64), Arc<MessageBody>)>) -> StoreResult<()> {
         let payload = encode(&op);
         let mut p = self.shared.pipe.lock();
         if let Some(e) = &p.error {
@@ -550,9 +608,17 @@ impl SledStore {
         if let Some((k, b)) = body {
             p.bodies.insert(k, b);
         }
-        p.ops.push((lsn, op));
+        p.ops.push_back((lsn, op, payload.len() as u32));
+        p.queued_bytes += payload.len() as u64;
+        if p.queued_since.is_none() {
+            p.queued_since = Some(Instant::now());
+        }
+        let wake =
+            p.applier_idle && (p.ops.len() == 1 || p.queued_bytes >= APPLY_EARLY_BYTES || p.lagging(lsn) || p.closing);
         drop(p);
-        self.shared.work.notify_all();
+        if wake {
+            self.shared.apply_cv.notify_one();
+        }
         Ok(())
     }
 }
@@ -574,15 +640,18 @@ fn fail(p: &mut Pipeline, e: StoreError) {
 
 fn committer(shared: Arc<Shared>, mut wal: Wal) {
     let mut last_sync = Instant::now();
+    let mut truncated = 0;
     loop {
-        let (buf, first, last, want_sync) = {
+        let (buf, first, last) = {
             let mut p = shared.pipe.lock();
             loop {
                 if p.error.is_some() {
                     return;
                 }
-                let lazy_due = p.written_lsn > p.synced_lsn && last_sync.elapsed() >= LAZY_SYNC_EVERY;
-                if !p.wal_buf.is_empty() || lazy_due || (!p.waiters.is_empty() && p.written_lsn > p.synced_lsn) {
+                // Every write is synced, so what is unsynced is what is unwritten.
+                let unsynced = !p.wal_buf.is_empty();
+                let lazy_due = unsynced && last_sync.elapsed() >= LAZY_SYNC_EVERY;
+                if lazy_due || (p.closing && unsynced) || (!p.waiters.is_empty() && unsynced) {
                     break;
                 }
                 if p.closing {
@@ -590,34 +659,33 @@ fn committer(shared: Arc<Shared>, mut wal: Wal) {
                 }
                 // Waiters blocked only by the applier are answered when it moves on.
                 complete(&mut p, &shared);
-                shared.work.wait_for(&mut p, LAZY_SYNC_EVERY);
+                // Segments sled holds durably (the applier's last checkpoint) can go.
+                let checkpoint = shared.checkpointed.load(Ordering::Relaxed);
+                if checkpoint > truncated {
+                    truncated = checkpoint;
+                    if let Err(e) = wal.truncate(checkpoint) {
+                        fail(&mut p, e);
+                        return;
+                    }
+                }
+                p.committer_idle = true;
+                shared.commit_cv.wait_for(&mut p, LAZY_SYNC_EVERY);
+                p.committer_idle = false;
             }
-            let want_sync = !p.waiters.is_empty() || p.closing || last_sync.elapsed() >= LAZY_SYNC_EVERY;
-            (std::mem::take(&mut p.wal_buf), p.wal_first, p.next_lsn, want_sync)
+            // Written and synced together, for a sync waiter, shutdown or the lazy timer.
+            (std::mem::take(&mut p.wal_buf), p.wal_first, p.next_lsn)
         };
         let _held = shared.gate.lock();
-        let mut result = if buf.is_empty() { Ok(()) } else { wal.write(first, &buf) };
-        if result.is_ok() && want_sync {
-            result = wal.sync();
-            last_sync = Instant::now();
-            shared.flushes.fetch_add(1, Ordering::Relaxed);
-        }
+        let result = wal.write(first, &buf).and_then(|()| wal.sync());
+        drop(buf);
+        last_sync = Instant::now();
+        shared.flushes.fetch_add(1, Ordering::Relaxed);
         let mut p = shared.pipe.lock();
         match result {
             Ok(()) => {
                 p.written_lsn = p.written_lsn.max(last);
-                if want_sync {
-                    p.synced_lsn = p.synced_lsn.max(last);
-                }
+                p.synced_lsn = p.synced_lsn.max(last);
                 complete(&mut p, &shared);
-                drop(p);
-                // Segments sled holds durably (the applier's last checkpoint) can go.
-                let checkpoint = shared.checkpointed.load(Ordering::Relaxed);
-                if checkpoint > 0
-                    && let Err(e) = wal.truncate(checkpoint)
-                {
-                    fail(&mut shared.pipe.lock(), e);
-                }
             }
             Err(e) => fail(&mut p, e),
         }
@@ -626,11 +694,11 @@ fn committer(shared: Arc<Shared>, mut wal: Wal) {
 
 /// Answers every waiter that can be answered now.
 fn complete(p: &mut Pipeline, shared: &Shared) {
-    let (synced, applied) = (p.synced_lsn, p.applied_lsn);
+    let synced = p.synced_lsn;
     let mut i = 0;
     while i < p.waiters.len() {
         let lsn = p.waiters[i].0;
-        if lsn <= synced && lsn <= applied + MAX_LAG {
+        if lsn <= synced && !p.lagging(lsn) {
             let (_, w) = p.waiters.swap_remove(i);
             shared.syncs.fetch_add(1, Ordering::Relaxed);
             let _ = w.send(Ok(()));
@@ -641,28 +709,51 @@ fn complete(p: &mut Pipeline, shared: &Shared) {
 }
 
 fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
-    let mut last_checkpoint = Instant::now();
     loop {
-        let ops = {
+        let (ops, bytes) = {
             let mut p = shared.pipe.lock();
-            // Closing: what is not applied yet is in the log and is replayed at the next open;
-            // sled is left alone (a graceful shutdown applies everything first, flush_blocking).
-            if p.closing {
-                return;
-            }
-            while p.ops.is_empty() && p.error.is_none() {
-                if p.closing {
+            loop {
+                // Closing: what is not applied yet is in the log and is replayed at the next
+                // open; sled is left alone (a graceful shutdown applies everything first, see
+                // flush_blocking).
+                if p.closing || p.error.is_some() {
                     return;
                 }
-                shared.work.wait_for(&mut p, CHECKPOINT_EVERY);
-                if p.ops.is_empty() && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                let due = match p.queued_since {
+                    None => None,
+                    Some(since) => {
+                        let urgent = p.queued_bytes >= APPLY_EARLY_BYTES
+                            || !p.waiters.is_empty() && p.lagging(p.next_lsn)
+                            || since.elapsed() >= APPLY_WINDOW;
+                        if urgent { None } else { Some(APPLY_WINDOW.saturating_sub(since.elapsed())) }
+                    }
+                };
+                if p.queued_since.is_some() && due.is_none() {
                     break;
                 }
+                p.applier_idle = true;
+                match due {
+                    Some(d) => {
+                        shared.apply_cv.wait_for(&mut p, d);
+                    }
+                    None => shared.apply_cv.wait(&mut p),
+                }
+                p.applier_idle = false;
             }
-            if p.error.is_some() {
-                return;
+            let mut ops = Vec::new();
+            let mut bytes = 0;
+            while bytes < APPLY_CHUNK_BYTES
+                && let Some((lsn, op, size)) = p.ops.pop_front()
+            {
+                ops.push((lsn, op));
+                bytes += u64::from(size);
             }
-            std::mem::take(&mut p.ops)
+            p.queued_bytes -= bytes;
+            p.applying_bytes = bytes;
+            // What is left over is due at once.
+            p.queued_since =
+                (!p.ops.is_empty()).then(|| Instant::now().checked_sub(APPLY_WINDOW).unwrap_or_else(Instant::now));
+            (ops, bytes)
         };
         if !ops.is_empty() {
             let mut ops = ops;
@@ -677,14 +768,27 @@ fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
                 })
                 .collect();
             coalesce(&mut ops);
+            let started = Instant::now();
             let result = applier.apply(&ops);
+            if started.elapsed() > Duration::from_secs(1) {
+                tracing::info!(
+                    operations = ops.len(),
+                    bytes,
+                    millis = started.elapsed().as_millis() as u64,
+                    "slow apply"
+                );
+            }
+            drop(ops);
             let mut p = shared.pipe.lock();
             match result {
                 Ok(()) => {
                     p.applied_lsn = last;
+                    p.applying_bytes -= bytes;
                     for k in &held {
                         p.bodies.remove(k);
                     }
+                    // Syncs held back by the lag can go now.
+                    complete(&mut p, &shared);
                 }
                 Err(e) => {
                     fail(&mut p, e);
@@ -692,17 +796,36 @@ fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
                 }
             }
             drop(p);
-            shared.work.notify_all();
+            shared.applied_cv.notify_all();
         }
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            let applied = shared.pipe.lock().applied_lsn;
-            if let Err(e) = shared.db.flush() {
-                fail(&mut shared.pipe.lock(), e.into());
+    }
+}
+
+/// Every few seconds: flushes sled and publishes the lsn it now holds durably, so the committer
+/// can drop the log segments below it. Its own thread, because a flush of a large dirty cache can
+/// take seconds, and the applier must not stall (and hold back every sync) meanwhile.
+fn checkpoint_loop(shared: Arc<Shared>) {
+    loop {
+        {
+            let mut p = shared.pipe.lock();
+            if p.closing || p.error.is_some() {
                 return;
             }
-            shared.checkpointed.store(applied, Ordering::Relaxed);
-            last_checkpoint = Instant::now();
+            shared.checkpoint_cv.wait_for(&mut p, CHECKPOINT_EVERY);
+            if p.closing || p.error.is_some() {
+                return;
+            }
         }
+        // Everything applied before the flush starts is durable once it returns.
+        let applied = shared.pipe.lock().applied_lsn;
+        if applied <= shared.checkpointed.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Err(e) = shared.db.flush() {
+            fail(&mut shared.pipe.lock(), e.into());
+            return;
+        }
+        shared.checkpointed.store(applied, Ordering::Relaxed);
     }
 }
 
@@ -776,12 +899,12 @@ impl Store for SledStore {
         if messages.is_empty() {
             return Ok(());
         }
-        self.submit(Op::Append(queue, messages.to_vec()))
+        self.submit(Op::Append(queue, messages.iter().map(|(m, b)| (m.clone(), Arc::new(b.clone()))).collect()))
     }
 
     fn body(&self, queue: Uuid, seq: u64) -> StoreResult<Option<MessageBody>> {
-        if let Some(b) = self.shared.pipe.lock().bodies.get(&(queue, seq)) {
-            return Ok(Some(b.clone()));
+        if let Some(b) = self.shared.pipe.lock().bodies.get(&(queue, seq)).cloned() {
+            return Ok(Some((*b).clone()));
         }
         match self.shared.db.get(mkey(b'B', queue, seq))? {
             Some(v) => Ok(Some(decode(&v, "body")?)),
@@ -804,7 +927,7 @@ impl Store for SledStore {
         };
         self.submit_with(
             Op::Transfer { from, from_seq, to, meta: meta.clone(), keep_source },
-            Some(((to, meta.seq), body)),
+            Some(((to, meta.seq), Arc::new(body))),
         )
     }
 
@@ -858,7 +981,9 @@ impl Store for SledStore {
         if threads.is_empty() {
             return Ok(());
         }
-        self.shared.work.notify_all();
+        self.shared.commit_cv.notify_all();
+        self.shared.apply_cv.notify_all();
+        self.shared.checkpoint_cv.notify_all();
         for t in threads {
             let _ = t.join();
         }
@@ -880,17 +1005,20 @@ impl Store for SledStore {
                 Some(e) => {
                     let _ = tx.send(Err(e.clone()));
                 }
-                None if p.synced_lsn >= p.next_lsn && p.next_lsn <= p.applied_lsn + MAX_LAG => {
+                None if p.synced_lsn >= p.next_lsn && !p.lagging(p.next_lsn) => {
                     let _ = tx.send(Ok(()));
                     self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
                     let lsn = p.next_lsn;
                     p.waiters.push((lsn, tx));
+                    // A busy committer looks at the waiters again when its write is done.
+                    if p.committer_idle {
+                        self.shared.commit_cv.notify_one();
+                    }
                 }
             }
         }
-        self.shared.work.notify_all();
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(StoreError("the store is closed".into()))) })
     }
 }
@@ -914,8 +1042,8 @@ mod tests {
         }
     }
 
-    fn body() -> MessageBody {
-        MessageBody { body: b"x".to_vec(), attributes: Default::default() }
+    fn body() -> Arc<MessageBody> {
+        Arc::new(MessageBody { body: b"x".to_vec(), attributes: Default::default() })
     }
 
     #[test]

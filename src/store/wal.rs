@@ -72,15 +72,29 @@ impl Wal {
         Ok(Wal { dir: dir.to_path_buf(), segments, file: None, written: 0 })
     }
 
-    /// Every frame of every segment, in order (for replay at start).
+    /// Every frame of every segment, in order.
+    #[cfg(test)]
     pub fn read_all(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for (_, path) in &self.segments {
-            let mut bytes = Vec::new();
-            File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io("read the log", e))?;
-            out.extend(frames(&bytes).into_iter().map(|(l, p)| (l, p.to_vec())));
+        for i in 0..self.segments.len() {
+            out.extend(self.read_segment(i)?);
         }
         Ok(out)
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The frames of segment `i` (oldest first): replay reads one segment at a time, so a long
+    /// log never has to fit in memory at once.
+    pub fn read_segment(&self, i: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut bytes = Vec::new();
+        File::open(&self.segments[i].1)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| io("read the log", e))?;
+        Ok(frames(&bytes).into_iter().map(|(l, p)| (l, p.to_vec())).collect())
     }
 
     /// Deletes every segment (after a replay made sled hold all of it durably).
@@ -126,15 +140,14 @@ impl Wal {
         let mut removed = 0;
         while self.segments.len() > 1 && self.segments[1].0 <= applied + 1 {
             let (_, path) = self.segments.remove(0);
-            std::fs::remove_file(&path).map_err(|e| io("remove a log segment", e))?;
+            match std::fs::remove_file(&path) {
+                // Already gone is what we wanted.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove a log segment", e)),
+                _ => {}
+            }
             removed += 1;
         }
         Ok(removed)
-    }
-
-    #[cfg(test)]
-    pub fn segment_count(&self) -> usize {
-        self.segments.len()
     }
 }
 

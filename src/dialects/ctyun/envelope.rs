@@ -81,7 +81,7 @@ impl From<CoreError> for CtError {
             CoreError::GroupBusy => E::business("DMS.GroupConsuming", "消费组存在正在消费的消息, 请使用 force 重置"),
             CoreError::ShuttingDown => E::business("DMS.ServiceUnavailable", "服务正在停止"),
             CoreError::Storage(cause) => {
-                tracing::error!(error = %cause, "storage failure");
+                tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
                 E::business("DMS.InternalError", "内部错误")
             }
         }

@@ -70,7 +70,7 @@ impl From<CoreError> for DmsError {
                 DmsError::new(S::SERVICE_UNAVAILABLE, "10250003", "The service is shutting down.")
             }
             CoreError::Storage(cause) => {
-                tracing::error!(error = %cause, "storage failure");
+                tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
                 DmsError::new(S::INTERNAL_SERVER_ERROR, "10250002", "Internal error.")
             }
         }

@@ -87,7 +87,7 @@ impl From<CoreError> for ApiError {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the server is shutting down")
             }
             CoreError::Storage(cause) => {
-                tracing::error!(error = %cause, "storage failure");
+                tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
                 ApiError::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
             }
         }

@@ -85,7 +85,7 @@ impl From<CoreError> for MnsError {
                 MnsError::new(S::SERVICE_UNAVAILABLE, "ServiceUnavailable", "The server is shutting down.")
             }
             CoreError::Storage(cause) => {
-                tracing::error!(error = %cause, "storage failure");
+                tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
                 MnsError::new(S::INTERNAL_SERVER_ERROR, "InternalError", "Internal error.")
             }
         }
