@@ -65,6 +65,31 @@ impl Live {
         (b.info(&q).unwrap().stored, b.stats(&q, 0).unwrap().ready)
     }
 
+    /// The consumer groups of a queue of tenant "t": (id, name, unacknowledged, acknowledged),
+    /// where unacknowledged counts ready, in-flight and delayed messages.
+    fn groups(&self, queue: &str) -> Vec<(String, String, u64, u64)> {
+        let b = &self.s.state.broker;
+        let q = b.queue("t", queue).unwrap_or_else(|_| panic!("queue {queue} exists"));
+        b.groups(&q)
+            .unwrap()
+            .into_iter()
+            .map(|g| {
+                let s = g.stats;
+                (g.record.id, g.record.name, s.ready + s.in_flight + s.delayed, s.acked)
+            })
+            .collect()
+    }
+
+    /// The bench's consumer group of a CTYun / DMS queue (it must be the only one):
+    /// (id, unacknowledged, acknowledged).
+    fn bench_group(&self, queue: &str) -> (String, u64, u64) {
+        let gs = self.groups(queue);
+        match gs.as_slice() {
+            [(id, name, pending, acked)] if name == "bench" => (id.clone(), *pending, *acked),
+            other => panic!("{queue}: expected just the bench group, found {other:?}"),
+        }
+    }
+
     async fn stop(self) {
         self.ticker.abort();
         self.s.stop().await.expect("the server stops cleanly");
@@ -136,7 +161,11 @@ async fn publish_and_batch_count_for_every_dialect_and_clean_up() {
 async fn fill_then_drain_count_exactly_what_the_server_holds() {
     let live = Live::start().await;
     // Not a multiple of any batch size, so workers race for the last partial batch.
-    for (dialect, n, batch) in [("infrai", 250u64, 100u64), ("mns", 70, 16)] {
+    for (dialect, n, batch) in [("infrai", 250u64, 100u64), ("mns", 70, 16), ("ctyun", 43, 10), ("dms", 57, 10)] {
+        // CTYun and DMS address queues by id and consume through the bench's consumer group;
+        // their queues keep acknowledged messages until retention (a log), so "empty" there
+        // means nothing left for the group.
+        let by_id = matches!(dialect, "ctyun" | "dms");
         let queue = format!("bench-fill-{dialect}");
         let mut a = live.args(&[dialect], &["fill"]);
         a.messages = n;
@@ -146,23 +175,55 @@ async fn fill_then_drain_count_exactly_what_the_server_holds() {
         let f = row(&r, dialect, "fill");
         assert_eq!(f.messages, n, "{f:?}");
         assert_eq!(f.requests, n.div_ceil(batch), "{f:?}");
-        assert_eq!(live.held(&queue), (n, n), "{dialect}: the queue holds what fill reported");
+        let group = if by_id {
+            assert_eq!(live.held(&queue).0, n, "{dialect}: the queue holds what fill reported");
+            let (id, pending, acked) = live.bench_group(&queue);
+            assert_eq!((pending, acked), (n, 0), "{dialect}: the bench group has everything to consume");
+            Some(id)
+        } else {
+            assert_eq!(live.held(&queue), (n, n), "{dialect}: the queue holds what fill reported");
+            None
+        };
 
-        // A second fill into the existing queue adds to it.
+        // A second fill into the existing queue adds to it (CTYun / DMS: found by name, the
+        // same group reused).
         a.messages = 5;
         let r = run(a.clone()).await.expect("fill runs again");
         assert_clean(&r);
         assert_eq!(row(&r, dialect, "fill").messages, 5);
-        assert_eq!(live.held(&queue), (n + 5, n + 5));
+        if let Some(id) = &group {
+            assert_eq!(live.held(&queue).0, n + 5);
+            assert_eq!(live.bench_group(&queue), (id.clone(), n + 5, 0), "{dialect}");
+        } else {
+            assert_eq!(live.held(&queue), (n + 5, n + 5));
+        }
 
         // drain stops at the duration: give it room (it ends as soon as the queue is empty).
         a.workloads = vec!["drain".into()];
         a.duration = 2.0;
-        let r = run(a).await.expect("drain runs");
+        let r = run(a.clone()).await.expect("drain runs");
         assert_clean(&r);
         let d = row(&r, dialect, "drain");
         assert_eq!(d.messages, n + 5, "{d:?}");
-        assert_eq!(live.held(&queue), (0, 0), "{dialect}: drained");
+        if let Some(id) = &group {
+            assert_eq!(live.held(&queue).0, n + 5, "{dialect}: a log keeps acknowledged messages");
+            assert_eq!(live.bench_group(&queue), (id.clone(), 0, n + 5), "{dialect}: drained");
+
+            // Without the bench group, drain creates it; a new group starts at the earliest
+            // retained message, so it drains the whole log again.
+            let b = &live.s.state.broker;
+            let q = b.queue("t", &queue).unwrap();
+            b.delete_groups(&q, &[b.group_no(&q, id).unwrap()]).await.unwrap();
+            assert!(live.groups(&queue).is_empty());
+            let r = run(a).await.expect("drain runs through a new group");
+            assert_clean(&r);
+            assert_eq!(row(&r, dialect, "drain").messages, n + 5);
+            let (new_id, pending, acked) = live.bench_group(&queue);
+            assert_ne!(&new_id, id, "{dialect}: a new group");
+            assert_eq!((pending, acked), (0, n + 5), "{dialect}: drained again");
+        } else {
+            assert_eq!(live.held(&queue), (0, 0), "{dialect}: drained");
+        }
     }
     live.stop().await;
 }
@@ -219,6 +280,15 @@ async fn wrong_credentials_fail_the_run() {
         assert!(text.contains("first error: publish answered") && text.ends_with("ERRORS: the run failed\n"), "{text}");
         assert!(live.s.state.broker.queue("t", &format!("bench-denied-{dialect}")).is_err());
     }
+    // CTYun and DMS publish by queue id: a fill that can neither create its queue nor find an
+    // existing one fails the run, with both reasons.
+    for dialect in ["ctyun", "dms"] {
+        let mut a = live.args(&[dialect], &["fill"]);
+        a.queue = format!("bench-denied-{dialect}");
+        a.secret = "wrong-sk".into();
+        let e = run(a).await.expect_err(dialect);
+        assert!(e.starts_with(&format!("fill {dialect}: create queue")) && e.contains("list queues"), "{e}");
+    }
     assert!(live.s.state.broker.queues("t").is_empty());
     live.stop().await;
 }
@@ -239,6 +309,15 @@ async fn no_server_and_unknown_names_are_errors() {
     let mut a = live.args(&["infrai"], &["publish"]);
     a.url = live.s.base.replace("http://", "https://");
     assert!(run(a).await.expect_err("https").contains("http://"));
+
+    // CTYun and DMS drain by queue id: an unknown queue is an error, and nothing is created.
+    for dialect in ["ctyun", "dms"] {
+        let mut a = live.args(&[dialect], &["drain"]);
+        a.queue = "bench-missing".into();
+        let e = run(a).await.expect_err(dialect);
+        assert_eq!(e, format!("drain {dialect}: queue bench-missing not found"));
+    }
+    assert!(live.s.state.broker.queues("t").is_empty());
 
     let e = run(live.args(&["infrai", "sqs"], &["publish"])).await.expect_err("unknown dialect");
     assert_eq!(e, "unknown dialect sqs");

@@ -71,6 +71,11 @@ pub struct Target {
     pub group: String,
 }
 
+/// The CTYun region the bench's queues live in.
+const REGION: &str = "bench";
+/// The consumer group the bench consumes through (CTYun, DMS).
+const GROUP: &str = "bench";
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -146,7 +151,10 @@ impl Target {
 
     /// CTYun: `params` in document order; GET sends them as headers, POST as a JSON body.
     fn ctyun(&self, op: &str, params: &[(&str, Value)]) -> Req {
-        let get = matches!(op, "consumptionMessage" | "queryQueue" | "querySpecifyQueue");
+        let get = matches!(
+            op,
+            "consumptionMessage" | "queryQueue" | "querySpecifyQueue" | "querySpecifyQueueAllConsumerGroup"
+        );
         let texts: Vec<String> =
             params.iter().map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -242,7 +250,7 @@ impl Target {
                 let msgs: Vec<Value> = bodies.iter().map(|b| json!({"body": b})).collect();
                 self.ctyun(
                     "sendSpecifyQueueMessage",
-                    &[("regionId", json!("bench")), ("queueId", json!(self.id)), ("messages", Value::Array(msgs))],
+                    &[("regionId", json!(REGION)), ("queueId", json!(self.id)), ("messages", Value::Array(msgs))],
                 )
             }
             Kind::Dms => {
@@ -268,7 +276,7 @@ impl Target {
             Kind::Mns if max == 1 => self.mns("GET", &format!("/queues/{}/messages?waitseconds={}", self.name, wait.min(30)), None),
             Kind::Mns => self.mns("GET", &format!("/queues/{}/messages?numOfMessages={max}&waitseconds={}", self.name, wait.min(30)), None),
             Kind::Ctyun => {
-                let info = json!({"regionId": "bench", "queueId": self.id, "consumerGroupId": self.group, "maxMsgs": max, "timeWait": wait.max(1), "ackWait": lease});
+                let info = json!({"regionId": REGION, "queueId": self.id, "consumerGroupId": self.group, "maxMsgs": max, "timeWait": wait.max(1), "ackWait": lease});
                 self.ctyun("consumptionMessage", &[("consumerQueueInfo", info)])
             }
             Kind::Dms => self.dms(
@@ -360,7 +368,7 @@ impl Target {
                 vec![self.ctyun(
                     "confirmConsumedSpecifiedMessage",
                     &[
-                        ("regionId", json!("bench")),
+                        ("regionId", json!(REGION)),
                         ("queueId", json!(self.id)),
                         ("consumerGroupId", json!(self.group)),
                         ("message", Value::Array(entries)),
@@ -423,42 +431,124 @@ impl Target {
             }
             Kind::Ctyun => {
                 let a = conn
-                    .call(t.ctyun("createQueue", &[("createQueueInfo", json!({"regionId": "bench", "name": name}))]))
+                    .call(t.ctyun("createQueue", &[("createQueueInfo", json!({"regionId": REGION, "name": name}))]))
                     .await?;
                 let v: Value = serde_json::from_slice(&a.body).map_err(|_| fail("create queue", &a))?;
                 let inner: Value =
                     serde_json::from_str(v["returnObj"].as_str().ok_or_else(|| fail("create queue", &a))?)
                         .map_err(|_| fail("create queue", &a))?;
                 t.id = inner["id"].as_str().unwrap_or("").to_string();
-                let a = conn
-                    .call(t.ctyun(
-                        "createConsumeGroup",
-                        &[
-                            ("regionId", json!("bench")),
-                            ("queueId", json!(t.id)),
-                            ("groups", json!([{"name": "bench"}])),
-                        ],
-                    ))
-                    .await?;
-                let v: Value = serde_json::from_slice(&a.body).map_err(|_| fail("create group", &a))?;
-                t.group = v["consumerGroupId"].as_str().ok_or_else(|| fail("create group", &a))?.to_string();
+                t.group = t.create_group(conn).await?;
             }
             Kind::Dms => {
                 let a = conn.call(t.dms("POST", "/queues", &[], Some(json!({"name": name})))).await?;
                 let v: Value = serde_json::from_slice(&a.body).map_err(|_| fail("create queue", &a))?;
                 t.id = v["id"].as_str().ok_or_else(|| fail("create queue", &a))?.to_string();
-                let a = conn
-                    .call(t.dms(
-                        "POST",
-                        &format!("/queues/{}/groups", t.id),
-                        &[],
-                        Some(json!({"groups": [{"name": "bench"}]})),
-                    ))
-                    .await?;
-                let v: Value = serde_json::from_slice(&a.body).map_err(|_| fail("create group", &a))?;
-                t.group = v["groups"][0]["id"].as_str().ok_or_else(|| fail("create group", &a))?.to_string();
+                t.group = t.create_group(conn).await?;
             }
         }
+        Ok(t)
+    }
+
+    /// Creates the bench's consumer group on the (id-addressed) queue `self.id`; its id.
+    async fn create_group(&self, conn: &mut Conn) -> Result<String, String> {
+        let fail = |a: &super::conn::Answer| format!("create group: {} {}", a.status, String::from_utf8_lossy(&a.body));
+        match self.kind {
+            Kind::Ctyun => {
+                let a = conn
+                    .call(self.ctyun(
+                        "createConsumeGroup",
+                        &[
+                            ("regionId", json!(REGION)),
+                            ("queueId", json!(self.id)),
+                            ("groups", json!([{"name": GROUP}])),
+                        ],
+                    ))
+                    .await?;
+                let v: Value = serde_json::from_slice(&a.body).map_err(|_| fail(&a))?;
+                Ok(v["consumerGroupId"].as_str().ok_or_else(|| fail(&a))?.to_string())
+            }
+            Kind::Dms => {
+                let a = conn
+                    .call(self.dms(
+                        "POST",
+                        &format!("/queues/{}/groups", self.id),
+                        &[],
+                        Some(json!({"groups": [{"name": GROUP}]})),
+                    ))
+                    .await?;
+                let v: Value = serde_json::from_slice(&a.body).map_err(|_| fail(&a))?;
+                Ok(v["groups"][0]["id"].as_str().ok_or_else(|| fail(&a))?.to_string())
+            }
+            Kind::Infrai | Kind::Mns => Ok(String::new()),
+        }
+    }
+
+    /// Finds the existing queue `name` and the bench's consumer group on it, creating the group
+    /// when the queue has none of that name (as [`Target::setup`] does). CTYun and DMS address
+    /// queues by id and consume through a group, so both are looked up; infrai and MNS address
+    /// queues by name, so their target is built without asking the server.
+    pub async fn lookup(conn: &mut Conn, kind: Kind, host: &str, creds: &Creds, name: &str) -> Result<Target, String> {
+        let mut t = Target {
+            kind,
+            host: host.into(),
+            creds: creds.clone(),
+            name: name.into(),
+            id: String::new(),
+            group: String::new(),
+        };
+        let fail =
+            |what: &str, a: &super::conn::Answer| format!("{what}: {} {}", a.status, String::from_utf8_lossy(&a.body));
+        // The id of the entry of `list` called `name`.
+        let id_of = |list: &Value, name: &str| -> Option<String> {
+            list.as_array()?.iter().find(|e| e["name"] == name).and_then(|e| e["id"].as_str()).map(str::to_string)
+        };
+        let groups = match kind {
+            Kind::Infrai | Kind::Mns => return Ok(t),
+            Kind::Ctyun => {
+                // Envelope D: the payload under `returnObj` (and mirrored at the top level).
+                let payload = |what: &str, a: &super::conn::Answer| -> Result<Value, String> {
+                    let mut v: Value = serde_json::from_slice(&a.body).map_err(|_| fail(what, a))?;
+                    if v["statusCode"] != 800 {
+                        return Err(fail(what, a));
+                    }
+                    Ok(v["returnObj"].take())
+                };
+                let a = conn.call(t.ctyun("queryQueue", &[("regionId", json!(REGION))])).await?;
+                let v = payload("list queues", &a)?;
+                let Some(id) = id_of(&v["queues"], name) else {
+                    return Err(format!("queue {name} not found"));
+                };
+                t.id = id;
+                let a = conn
+                    .call(t.ctyun(
+                        "querySpecifyQueueAllConsumerGroup",
+                        &[("regionId", json!(REGION)), ("queueId", json!(t.id))],
+                    ))
+                    .await?;
+                payload("list groups", &a)?
+            }
+            Kind::Dms => {
+                let a = conn.call(t.dms("GET", "/queues", &[], None)).await?;
+                if a.status != 200 {
+                    return Err(fail("list queues", &a));
+                }
+                let v: Value = serde_json::from_slice(&a.body).map_err(|_| fail("list queues", &a))?;
+                let Some(id) = id_of(&v["queues"], name) else {
+                    return Err(format!("queue {name} not found"));
+                };
+                t.id = id;
+                let a = conn.call(t.dms("GET", &format!("/queues/{}/groups", t.id), &[], None)).await?;
+                if a.status != 200 {
+                    return Err(fail("list groups", &a));
+                }
+                serde_json::from_slice::<Value>(&a.body).map_err(|_| fail("list groups", &a))?
+            }
+        };
+        t.group = match id_of(&groups["groups"], GROUP) {
+            Some(g) => g,
+            None => t.create_group(conn).await?,
+        };
         Ok(t)
     }
 
@@ -467,7 +557,7 @@ impl Target {
         let req = match self.kind {
             Kind::Infrai => self.infrai("DELETE", &format!("/v1/queue/delete/{}", self.name), json!({})),
             Kind::Mns => self.mns("DELETE", &format!("/queues/{}", self.name), None),
-            Kind::Ctyun => self.ctyun("removeQueue", &[("regionId", json!("bench")), ("queueId", json!(self.id))]),
+            Kind::Ctyun => self.ctyun("removeQueue", &[("regionId", json!(REGION)), ("queueId", json!(self.id))]),
             Kind::Dms => self.dms("DELETE", &format!("/queues/{}", self.id), &[], None),
         };
         let a = conn.call(req).await?;

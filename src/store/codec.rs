@@ -32,6 +32,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreE
     }
 }
 
+/// Decodes a record's leading fields (`T` is a prefix of the stored shape), ignoring the rest.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&CURRENT, rest)) => postcard::take_from_bytes(rest)
+            .map(|(v, _)| v)
+            .map_err(|e| StoreError(format!("corrupt {what} record: {e}"))),
+        Some((v, _)) => Err(StoreError(format!("{what} record has version {v}, this build reads up to {CURRENT}"))),
+        None => Err(StoreError(format!("empty {what} record"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,9 @@
 //! * Records are encoded with a version byte ([`codec`]); a store refuses records newer than it
 //!   knows instead of misreading them.
 
+mod apply;
 mod codec;
+mod ops;
 mod sled_store;
 mod wal;
 

@@ -1,20 +1,32 @@
-//! The write-ahead log in front of sled.
+//! The write-ahead log in front of sled, which is also where message bodies live.
 //!
 //! Every store operation is framed and appended here, in order, before sled sees it; a sync
 //! request `fdatasync`s the log (group commit: one fsync covers every frame written so far).
-//! Frames: `lsn u64 | len u32 | crc32 u32 | payload` (little-endian; payload = a versioned
-//! [`Op`](super::sled_store::Op) record). A frame that does not check out ends the log (a write
-//! torn by a crash). The log lives in segment files `wal/<first lsn, 20 digits>.log`; segments
-//! whose every operation sled has durably applied are deleted at checkpoints.
+//! Frames: `lsn u64 | len u32 | crc32 u32 | payload` (little-endian; payload as in
+//! [`ops`](super::ops)). A frame that does not check out ends its segment (a write torn by a
+//! crash; the next write opens a new segment).
+//!
+//! The log lives in segment files `wal/<id, 20 digits>.log`, where the id is the lsn of the
+//! segment's first frame. The pipeline decides which segment a frame goes to when it frames it
+//! (so it knows at once where each message body will be: segment id and byte offset), and starts
+//! a new segment once the current one holds [`SEGMENT_BYTES`]. Message bodies are never copied
+//! into sled: sled keeps only where they are in the log. A segment is deleted once sled holds all
+//! of its operations durably and no stored message still points into it.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use super::StoreError;
 
-const HEADER: usize = 16;
-/// A segment is closed once it is this large.
+/// Bytes of a frame header.
+pub const HEADER: usize = 16;
+/// A new segment is started once the current one is this large.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 fn io(what: &str, e: std::io::Error) -> StoreError {
@@ -29,8 +41,16 @@ pub fn frame(buf: &mut Vec<u8>, lsn: u64, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
-/// Splits a segment's bytes into (lsn, payload) frames, stopping at the first bad one.
-pub fn frames(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+/// One frame read back: its lsn, the offset of its payload in the segment, the payload.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub lsn: u64,
+    pub offset: u64,
+    pub payload: &'a [u8],
+}
+
+/// Splits a segment's bytes into frames, stopping at the first bad one.
+pub fn frames(bytes: &[u8]) -> Vec<Frame<'_>> {
     let mut out = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= HEADER {
@@ -41,113 +61,115 @@ pub fn frames(bytes: &[u8]) -> Vec<(u64, &[u8])> {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        out.push((lsn, payload));
+        out.push(Frame { lsn, offset: (at + HEADER) as u64, payload });
         at += HEADER + len;
     }
     out
 }
 
-/// The segment files of a log, in order.
-pub struct Wal {
-    dir: PathBuf,
-    /// (first lsn, path) of every segment, oldest first; the last one is being written.
-    segments: Vec<(u64, PathBuf)>,
-    file: Option<File>,
-    written: u64,
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.log"))
 }
 
-impl Wal {
-    /// Opens the log directory (creating it) and lists its segments.
-    pub fn open(dir: &Path) -> Result<Wal, StoreError> {
+/// The segments of a log, shared by the writer (the committer), the readers of message bodies
+/// and whoever deletes segments. Each segment has a read handle; a reader holding one keeps
+/// reading even if the segment is deleted meanwhile.
+pub struct Segments {
+    dir: PathBuf,
+    files: RwLock<BTreeMap<u64, Arc<File>>>,
+}
+
+impl Segments {
+    /// Opens the log directory (creating it) and every segment in it.
+    pub fn open(dir: &Path) -> Result<Arc<Segments>, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io("create the log directory", e))?;
-        let mut segments = Vec::new();
+        let mut files = BTreeMap::new();
         for e in std::fs::read_dir(dir).map_err(|e| io("list the log", e))? {
             let e = e.map_err(|e| io("list the log", e))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(first) = name.strip_suffix(".log").and_then(|n| n.parse::<u64>().ok()) {
-                segments.push((first, e.path()));
+            if let Some(id) = name.strip_suffix(".log").and_then(|n| n.parse::<u64>().ok()) {
+                let f = File::open(e.path()).map_err(|e| io("open a log segment", e))?;
+                files.insert(id, Arc::new(f));
             }
         }
-        segments.sort();
-        Ok(Wal { dir: dir.to_path_buf(), segments, file: None, written: 0 })
+        Ok(Arc::new(Segments { dir: dir.to_path_buf(), files: RwLock::new(files) }))
     }
 
-    /// Every frame of every segment, in order.
-    #[cfg(test)]
-    pub fn read_all(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for i in 0..self.segments.len() {
-            out.extend(self.read_segment(i)?);
-        }
-        Ok(out)
+    /// Segment ids, oldest first.
+    pub fn ids(&self) -> Vec<u64> {
+        self.files.read().keys().copied().collect()
     }
 
-    /// Number of segment files.
-    pub fn segment_count(&self) -> usize {
-        self.segments.len()
-    }
-
-    /// The frames of segment `i` (oldest first): replay reads one segment at a time, so a long
-    /// log never has to fit in memory at once.
-    pub fn read_segment(&self, i: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// The frames of segment `id` (replay reads one segment at a time, so a long log never has
+    /// to fit in memory at once).
+    pub fn read_segment(&self, id: u64) -> Result<Vec<u8>, StoreError> {
         let mut bytes = Vec::new();
-        File::open(&self.segments[i].1)
+        File::open(segment_path(&self.dir, id))
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| io("read the log", e))?;
-        Ok(frames(&bytes).into_iter().map(|(l, p)| (l, p.to_vec())).collect())
+        Ok(bytes)
     }
 
-    /// Deletes every segment (after a replay made sled hold all of it durably).
-    pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.file = None;
-        for (_, path) in self.segments.drain(..) {
-            std::fs::remove_file(&path).map_err(|e| io("remove a log segment", e))?;
-        }
-        Ok(())
+    /// Reads `len` bytes at `offset` of segment `id`; `None` if the segment is gone.
+    pub fn read_at(&self, id: u64, offset: u64, len: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(f) = self.files.read().get(&id).cloned() else { return Ok(None) };
+        let mut buf = vec![0; len as usize];
+        f.read_exact_at(&mut buf, offset).map_err(|e| io("read a message body from the log", e))?;
+        Ok(Some(buf))
     }
 
-    /// Writes frames whose first lsn is `first`; rotates to a new segment when the current one
-    /// is full.
-    pub fn write(&mut self, first: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.file.is_none() || self.written >= SEGMENT_BYTES {
-            let path = self.dir.join(format!("{first:020}.log"));
-            let f =
-                OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io("create a log segment", e))?;
-            // Make the new file's directory entry durable too.
-            if let Ok(d) = File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
-            self.segments.push((first, path));
-            self.file = Some(f);
-            self.written = 0;
+    /// Deletes segment `id` (its file; readers holding it finish their reads).
+    pub fn delete(&self, id: u64) -> Result<(), StoreError> {
+        self.files.write().remove(&id);
+        match std::fs::remove_file(segment_path(&self.dir, id)) {
+            // Already gone is what we wanted.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove a log segment", e)),
+            _ => Ok(()),
         }
-        let f = self.file.as_mut().expect("a segment is open");
-        f.write_all(bytes).map_err(|e| io("write the log", e))?;
-        self.written += bytes.len() as u64;
-        Ok(())
+    }
+
+    fn create(&self, id: u64) -> Result<File, StoreError> {
+        let path = segment_path(&self.dir, id);
+        let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io("create a log segment", e))?;
+        // Make the new file's directory entry durable too.
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        let reader = File::open(&path).map_err(|e| io("open a log segment", e))?;
+        self.files.write().insert(id, Arc::new(reader));
+        Ok(f)
+    }
+}
+
+/// The writing end of the log (owned by the committer).
+pub struct Wal {
+    segments: Arc<Segments>,
+    /// The segment being written, and its id.
+    file: Option<(u64, File)>,
+}
+
+impl Wal {
+    pub fn new(segments: Arc<Segments>) -> Wal {
+        Wal { segments, file: None }
+    }
+
+    /// Writes frames to segment `id`, creating it if it is not the one being written. (A
+    /// restart never appends to an old segment: its tail may be torn.)
+    pub fn write(&mut self, id: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.file.as_ref().is_none_or(|(cur, _)| *cur != id) {
+            // The previous segment was synced with its last write.
+            self.file = Some((id, self.segments.create(id)?));
+        }
+        let (_, f) = self.file.as_mut().expect("a segment is open");
+        f.write_all(bytes).map_err(|e| io("write the log", e))
     }
 
     /// Makes everything written durable.
     pub fn sync(&mut self) -> Result<(), StoreError> {
         match &self.file {
-            Some(f) => f.sync_data().map_err(|e| io("sync the log", e)),
+            Some((_, f)) => f.sync_data().map_err(|e| io("sync the log", e)),
             None => Ok(()),
         }
-    }
-
-    /// Deletes the closed segments whose operations all have an lsn ≤ `applied`.
-    pub fn truncate(&mut self, applied: u64) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        while self.segments.len() > 1 && self.segments[1].0 <= applied + 1 {
-            let (_, path) = self.segments.remove(0);
-            match std::fs::remove_file(&path) {
-                // Already gone is what we wanted.
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove a log segment", e)),
-                _ => {}
-            }
-            removed += 1;
-        }
-        Ok(removed)
     }
 }
 
@@ -161,7 +183,11 @@ mod tests {
         frame(&mut buf, 1, b"one");
         frame(&mut buf, 2, b"two");
         let whole = frames(&buf);
-        assert_eq!(whole, vec![(1, &b"one"[..]), (2, &b"two"[..])]);
+        assert_eq!(
+            whole,
+            vec![Frame { lsn: 1, offset: 16, payload: b"one" }, Frame { lsn: 2, offset: 16 + 3 + 16, payload: b"two" }]
+        );
+        assert_eq!(&buf[whole[1].offset as usize..][..3], b"two", "offsets point at the payload");
         assert_eq!(frames(&buf[..buf.len() - 1]).len(), 1, "a torn last frame is dropped");
         let mut bad = buf.clone();
         let last = bad.len() - 1;
@@ -170,22 +196,26 @@ mod tests {
     }
 
     #[test]
-    fn segments_rotate_replay_and_truncate() {
+    fn segments_are_written_read_at_offsets_and_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Wal::open(dir.path()).unwrap();
+        let segs = Segments::open(dir.path()).unwrap();
+        let mut w = Wal::new(segs.clone());
         let mut buf = Vec::new();
         frame(&mut buf, 1, b"a");
         w.write(1, &buf).unwrap();
-        w.written = SEGMENT_BYTES; // force a rotation
         let mut buf = Vec::new();
-        frame(&mut buf, 2, b"b");
+        frame(&mut buf, 2, b"bcd");
         w.write(2, &buf).unwrap();
         w.sync().unwrap();
-        assert_eq!(w.segment_count(), 2);
-        let again = Wal::open(dir.path()).unwrap();
-        assert_eq!(again.read_all().unwrap(), vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
-        assert_eq!(w.truncate(0).unwrap(), 0);
-        assert_eq!(w.truncate(1).unwrap(), 1);
-        assert_eq!(w.segment_count(), 1, "the segment being written stays");
+        assert_eq!(segs.ids(), vec![1, 2]);
+        assert_eq!(segs.read_at(2, 16, 3).unwrap().as_deref(), Some(&b"bcd"[..]));
+        let again = Segments::open(dir.path()).unwrap();
+        assert_eq!(again.ids(), vec![1, 2]);
+        assert_eq!(frames(&again.read_segment(1).unwrap())[0].payload, b"a");
+        segs.delete(1).unwrap();
+        segs.delete(1).unwrap();
+        assert_eq!(segs.ids(), vec![2]);
+        assert_eq!(segs.read_at(1, 16, 1).unwrap(), None, "a deleted segment reads as gone");
+        assert_eq!(Segments::open(dir.path()).unwrap().ids(), vec![2]);
     }
 }

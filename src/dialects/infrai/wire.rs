@@ -43,7 +43,7 @@ pub fn payload(kind: BodyKind, bytes: &[u8]) -> Value {
 
 /// Retention in days as infrai shows it (a whole number when it is one).
 fn days(secs: u64) -> Value {
-    if secs % 86_400 == 0 { json!(secs / 86_400) } else { json!(secs as f64 / 86_400.0) }
+    if secs.is_multiple_of(86_400) { json!(secs / 86_400) } else { json!(secs as f64 / 86_400.0) }
 }
 
 /// `QueueRecord`.
