@@ -9,9 +9,10 @@
 //!   in a temporary directory, a [`ManualClock`] that never moves, no long-poll wait). The
 //!   depths show whether picking the next deliverable message depends on how many wait behind
 //!   it. The queue is topped up (untimed) whenever a quarter of it was consumed, and the store
-//!   settled then (`flush_blocking`: every message applied to sled, the applier idle), so the
-//!   bodies are read from sled, as for any backlog older than a moment. A busy applier slows
-//!   those reads down (they share the pipeline's lock and the CPU); that is not measured here.
+//!   settled then (`flush_blocking`: every message applied to sled, the applier idle), so each
+//!   body is found through sled (its location) and read from the log, as for any backlog older
+//!   than a moment. A busy applier slows those reads down (they share the pipeline's lock and
+//!   the CPU); that is not measured here.
 //! * **`commit`** — the publish durability path: [`SledStore`] `append` + `sync` (write-ahead
 //!   log write and `fdatasync`) for one message, for one batch of 16, and for 8 concurrent
 //!   publishers of one message each that should share fsyncs (group commit). This is the floor

