@@ -333,18 +333,26 @@ impl Applier {
                         self.remove_message(&mut batch, *q, *seq)?;
                     }
                 }
-                Op::Transfer { from, from_seq, to, meta, keep_source } => match self.location(*from, *from_seq)? {
-                    Some(loc) => {
-                        if !keep_source {
-                            self.remove_message(&mut batch, *from, *from_seq)?;
+                // Operations that read a message first commit the batch so far, so they see
+                // every earlier operation (a removal in the batch is not in sled yet).
+                Op::Transfer { from, from_seq, to, meta, keep_source } => {
+                    if pending {
+                        self.commit(&mut batch, prev)?;
+                        size = 0;
+                    }
+                    match self.location(*from, *from_seq)? {
+                        Some(loc) => {
+                            if !keep_source {
+                                self.remove_message(&mut batch, *from, *from_seq)?;
+                            }
+                            self.put_message(&mut batch, *to, meta, loc);
+                            self.raise(&mut batch, *to, meta.seq);
                         }
-                        self.put_message(&mut batch, *to, meta, loc);
-                        self.raise(&mut batch, *to, meta.seq);
+                        None => {
+                            tracing::error!(queue = %from, seq = from_seq, "transfer of a message sled does not have")
+                        }
                     }
-                    None => {
-                        tracing::error!(queue = %from, seq = from_seq, "transfer of a message sled does not have")
-                    }
-                },
+                }
                 Op::SetDelivery(q, g, entries) => {
                     for (seq, rec) in entries {
                         batch.insert(dkey(*q, *seq, *g), encode(rec));
@@ -365,6 +373,26 @@ impl Applier {
                 Op::PutSubscription(s) => batch.insert(qkey(b'U', s.id), encode(s)),
                 Op::DeleteSubscription(id) => batch.remove(qkey(b'U', *id)),
                 Op::HighWater(q, seq) => self.raise(&mut batch, *q, *seq),
+                Op::Relocate(moves) => {
+                    if pending {
+                        self.commit(&mut batch, prev)?;
+                        size = 0;
+                    }
+                    for m in moves {
+                        let k = mkey(m.queue, m.seq);
+                        // Gone, or moved again since: nothing to do (the copy is dead bytes).
+                        let Some(v) = self.db.get(&k)? else { continue };
+                        let mut stored = stored_meta(&v)?;
+                        if stored.loc != m.from {
+                            continue;
+                        }
+                        stored.loc = m.loc;
+                        batch.insert(k, encode(&stored));
+                        self.unwritten.insert((m.queue, m.seq), m.loc);
+                        self.drop_use(m.from);
+                        self.add_use(m.loc);
+                    }
+                }
             }
             prev = *lsn;
             pending = true;

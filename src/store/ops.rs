@@ -26,6 +26,9 @@ use crate::core::model::{
 
 /// First byte of an append payload (codec versions are small numbers).
 pub const APPEND: u8 = 0xA1;
+/// First byte of a relocation payload: the same layout, with (queue, seq, old location) in the
+/// header instead of metas.
+pub const RELOCATE: u8 = 0xA2;
 
 /// Where a message body is: log segment id, byte offset of its record in the segment, length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,6 +79,66 @@ pub enum Op {
     /// shift the numbers of those after it on decoding.
     #[serde(skip)]
     Append(Uuid, Vec<AppendEntry>),
+    /// Compaction: bodies copied out of a sparse log segment; each message is repointed to its
+    /// copy if it still points at the old place when this is applied.
+    #[serde(skip)]
+    Relocate(Vec<Move>),
+}
+
+/// One body moved by compaction.
+#[derive(Debug, Clone)]
+pub struct Move {
+    pub queue: Uuid,
+    pub seq: u64,
+    pub from: BodyLoc,
+    /// The body record's bytes, copied verbatim (absent after a replay: the log has them).
+    pub bytes: Option<Vec<u8>>,
+    /// Set when the frame is placed in the log.
+    pub loc: BodyLoc,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RelocateHeader {
+    moves: Vec<(Uuid, u64, BodyLoc)>,
+    lens: Vec<u32>,
+}
+
+/// Lays out `[tag | header len | header | bodies…]`; returns the payload and the body spans.
+fn with_bodies(tag: u8, header: &[u8], bodies: &[&[u8]]) -> Encoded {
+    let mut payload = Vec::with_capacity(5 + header.len() + bodies.iter().map(|b| b.len()).sum::<usize>());
+    payload.push(tag);
+    payload.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    payload.extend_from_slice(header);
+    let mut spans = Vec::with_capacity(bodies.len());
+    for b in bodies {
+        spans.push((payload.len() as u32, b.len() as u32));
+        payload.extend_from_slice(b);
+    }
+    Encoded { payload, bodies: spans }
+}
+
+/// Splits a payload laid out by [`with_bodies`] into its header and the locations of its
+/// bodies, given where the payload is in the log.
+fn split_bodies<'a>(
+    payload: &'a [u8],
+    lens: impl Fn(&'a [u8]) -> Result<Vec<u32>, StoreError>,
+    segment: u64,
+    offset: u64,
+) -> Result<(&'a [u8], Vec<BodyLoc>), StoreError> {
+    let corrupt = || StoreError("corrupt log record".into());
+    let hlen = payload.get(1..5).ok_or_else(corrupt)?;
+    let hlen = u32::from_le_bytes(hlen.try_into().expect("4 bytes")) as usize;
+    let header = payload.get(5..5 + hlen).ok_or_else(corrupt)?;
+    let mut at = 5 + hlen as u64;
+    let mut locs = Vec::new();
+    for len in lens(header)? {
+        locs.push(BodyLoc { segment, offset: offset + at, len });
+        at += u64::from(len);
+    }
+    if at > payload.len() as u64 {
+        return Err(corrupt());
+    }
+    Ok((header, locs))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,59 +157,78 @@ pub struct Encoded {
 impl Op {
     /// Encodes the operation for the log.
     pub fn encode(&self) -> Encoded {
-        let Op::Append(queue, entries) = self else {
-            return Encoded { payload: encode(self), bodies: Vec::new() };
-        };
-        let bodies: Vec<Vec<u8>> = entries
-            .iter()
-            .map(|e| e.body.as_deref().map(encode).expect("an append being logged has its bodies"))
-            .collect();
-        let header = encode(&AppendHeader {
-            queue: *queue,
-            metas: entries.iter().map(|e| e.meta.clone()).collect(),
-            lens: bodies.iter().map(|b| b.len() as u32).collect(),
-        });
-        let mut payload = Vec::with_capacity(5 + header.len() + bodies.iter().map(Vec::len).sum::<usize>());
-        payload.push(APPEND);
-        payload.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        payload.extend_from_slice(&header);
-        let mut spans = Vec::with_capacity(bodies.len());
-        for b in &bodies {
-            spans.push((payload.len() as u32, b.len() as u32));
-            payload.extend_from_slice(b);
+        match self {
+            Op::Append(queue, entries) => {
+                let bodies: Vec<Vec<u8>> = entries
+                    .iter()
+                    .map(|e| e.body.as_deref().map(encode).expect("an append being logged has its bodies"))
+                    .collect();
+                let header = encode(&AppendHeader {
+                    queue: *queue,
+                    metas: entries.iter().map(|e| e.meta.clone()).collect(),
+                    lens: bodies.iter().map(|b| b.len() as u32).collect(),
+                });
+                with_bodies(APPEND, &header, &bodies.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            }
+            Op::Relocate(moves) => {
+                let bodies: Vec<&[u8]> = moves
+                    .iter()
+                    .map(|m| m.bytes.as_deref().expect("a relocation being logged has its bodies"))
+                    .collect();
+                let header = encode(&RelocateHeader {
+                    moves: moves.iter().map(|m| (m.queue, m.seq, m.from)).collect(),
+                    lens: bodies.iter().map(|b| b.len() as u32).collect(),
+                });
+                with_bodies(RELOCATE, &header, &bodies)
+            }
+            _ => Encoded { payload: encode(self), bodies: Vec::new() },
         }
-        Encoded { payload, bodies: spans }
     }
 
     /// Decodes a log payload found at `offset` of segment `segment` (appends get the locations
     /// of their bodies from there, not their bodies).
     pub fn decode(payload: &[u8], segment: u64, offset: u64) -> Result<Op, StoreError> {
-        if payload.first() != Some(&APPEND) {
-            return decode(payload, "log operation");
+        let corrupt = || StoreError("corrupt log record".into());
+        match payload.first() {
+            Some(&APPEND) => {
+                let lens = |h: &[u8]| Ok(decode::<AppendHeader>(h, "append header")?.lens);
+                let (header, locs) = split_bodies(payload, lens, segment, offset)?;
+                let header: AppendHeader = decode(header, "append header")?;
+                if header.metas.len() != locs.len() {
+                    return Err(corrupt());
+                }
+                let entries = header
+                    .metas
+                    .into_iter()
+                    .zip(locs)
+                    .map(|(meta, loc)| AppendEntry { meta, body: None, loc })
+                    .collect();
+                Ok(Op::Append(header.queue, entries))
+            }
+            Some(&RELOCATE) => {
+                let lens = |h: &[u8]| Ok(decode::<RelocateHeader>(h, "relocation header")?.lens);
+                let (header, locs) = split_bodies(payload, lens, segment, offset)?;
+                let header: RelocateHeader = decode(header, "relocation header")?;
+                if header.moves.len() != locs.len() {
+                    return Err(corrupt());
+                }
+                let moves = header
+                    .moves
+                    .into_iter()
+                    .zip(locs)
+                    .map(|((queue, seq, from), loc)| Move { queue, seq, from, bytes: None, loc })
+                    .collect();
+                Ok(Op::Relocate(moves))
+            }
+            _ => decode(payload, "log operation"),
         }
-        let corrupt = || StoreError("corrupt append in the log".into());
-        let hlen = payload.get(1..5).ok_or_else(corrupt)?;
-        let hlen = u32::from_le_bytes(hlen.try_into().expect("4 bytes")) as usize;
-        let header: AppendHeader = decode(payload.get(5..5 + hlen).ok_or_else(corrupt)?, "append header")?;
-        if header.metas.len() != header.lens.len() {
-            return Err(corrupt());
-        }
-        let mut at = 5 + hlen as u64;
-        let mut entries = Vec::with_capacity(header.metas.len());
-        for (meta, len) in header.metas.into_iter().zip(header.lens) {
-            entries.push(AppendEntry { meta, body: None, loc: BodyLoc { segment, offset: offset + at, len } });
-            at += u64::from(len);
-        }
-        if at > payload.len() as u64 {
-            return Err(corrupt());
-        }
-        Ok(Op::Append(header.queue, entries))
     }
 
     /// Roughly how many keys applying it touches.
     pub fn weight(&self) -> usize {
         match self {
             Op::Append(_, m) => m.len() + 1,
+            Op::Relocate(m) => m.len(),
             Op::Remove(_, s) | Op::ClearDelivery(_, _, s) => 2 * s.len(),
             Op::SetDelivery(_, _, e) => e.len(),
             Op::DeleteIdempotency(k) => k.len(),

@@ -18,7 +18,9 @@
 //!   atomic batches that also record the last applied lsn under key `L`. A message's body is
 //!   not copied into sled: its meta is stored with the body's place in the log ([`wal`]);
 //! * the **checkpointer** flushes sled every few seconds, then deletes the log segments that
-//!   sled holds durably and no stored message points into.
+//!   sled holds durably and no stored message points into; about once a minute it compacts:
+//!   bodies still in use in segments that are mostly dead are copied to the end of the log
+//!   (an ordinary logged operation) and their messages repointed, so those segments go too.
 //!
 //! At open, log frames with an lsn above sled's `L` are applied (the log is replayed exactly
 //! once, a segment at a time) and sled is flushed. Reads of a message appended but not yet
@@ -39,7 +41,7 @@ use uuid::Uuid;
 
 use super::apply::{Applier, SegmentUse, loc_of, mkey, stored_meta, u32_at, u64_at, uuid_at};
 use super::codec::decode;
-use super::ops::{AppendEntry, BodyLoc, Op, coalesce};
+use super::ops::{AppendEntry, BodyLoc, Move, Op, coalesce};
 use super::wal::{HEADER, SEGMENT_BYTES, Segments, Wal, frame, frames};
 use super::{QueueSnapshot, Snapshot, Store, StoreError, StoreResult, SyncFuture};
 use crate::core::model::{
@@ -90,6 +92,11 @@ const APPLY_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 const SWEEP_KEYS: usize = 2048;
 /// How often the checkpointer flushes sled and drops dead log segments.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Compaction runs every this many checkpoints (it scans every stored message's location), and
+/// moves at most this many bodies per run, this many per logged operation.
+const COMPACT_EVERY: u32 = 12;
+const COMPACT_MAX_MOVES: usize = 50_000;
+const MOVES_PER_OP: usize = 256;
 /// Lazy operations reach the disk (fdatasync) at least this often.
 const LAZY_SYNC_EVERY: Duration = Duration::from_millis(200);
 
@@ -209,12 +216,23 @@ fn drop_dead_segments(
 impl SledStore {
     /// Opens (or creates) the store, replaying whatever the log holds beyond sled's state.
     pub fn open(opts: &SledOptions) -> StoreResult<Self> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(opts.path.join("sled"))
             .cache_capacity(opts.cache_bytes)
             .flush_every_ms(Some(opts.flush_every_ms.max(1)))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .mode(sled::Mode::HighThroughput);
+        // Reopened in the same process right after a close, sled's I/O threads may still hold
+        // its file lock for a moment: wait for them (up to 2 s) rather than fail.
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let mut applier = Applier::new(db.clone())?;
         let applied = match db.get(b"L")? {
             Some(v) => u64_at(&v, 0)?,
@@ -325,6 +343,15 @@ impl SledStore {
         checkpoint(&self.shared)
     }
 
+    /// Compacts sparse log segments at once, then checkpoints so the emptied ones go (tests;
+    /// the checkpointer compacts every minute or so). Returns how many bodies moved.
+    pub fn compact_now(&self) -> StoreResult<usize> {
+        self.checkpoint_now()?;
+        let moved = compact(&self.shared)?;
+        self.checkpoint_now()?;
+        Ok(moved)
+    }
+
     /// Waits until everything submitted is applied and logged, then flushes sled (shutdown).
     pub fn flush_blocking(&self) -> StoreResult<()> {
         let mut p = self.shared.pipe.lock();
@@ -347,18 +374,26 @@ impl SledStore {
 
     /// Submits an operation; `body` is a message body it makes readable before it is applied
     /// (a transfer's target).
+    fn submit_with(&self, op: Op, body: Option<((Uuid, u64), Arc<MessageBody>)>) -> StoreResult<()> {
+        self.shared.submit(op, body)
+    }
+}
+
+impl Shared {
+    /// Submits an operation; `body` is a message body it makes readable before it is applied
+    /// (a transfer's target).
     ///
     /// Nobody is woken here unless the applier sleeps with nothing to do or much is queued:
     /// the committer writes when a sync asks (or lazily), the applier collects for a window.
-    fn submit_with(&self, mut op: Op, body: Option<((Uuid, u64), Arc<MessageBody>)>) -> StoreResult<()> {
+    fn submit(&self, mut op: Op, body: Option<((Uuid, u64), Arc<MessageBody>)>) -> StoreResult<()> {
         let enc = op.encode();
-        let mut p = self.shared.pipe.lock();
+        let mut p = self.pipe.lock();
         if let Some(e) = &p.error {
             return Err(e.clone());
         }
         p.next_lsn += 1;
         let lsn = p.next_lsn;
-        if p.segment == 0 || p.segment_len >= self.shared.segment_bytes {
+        if p.segment == 0 || p.segment_len >= self.segment_bytes {
             p.segment = lsn;
             p.segment_len = 0;
         }
@@ -380,6 +415,13 @@ impl SledStore {
                 }
             }
         }
+        if let Op::Relocate(moves) = &mut op {
+            for (m, (at, len)) in moves.iter_mut().zip(&enc.bodies) {
+                m.loc = BodyLoc { segment, offset: payload_at + u64::from(*at), len: *len };
+                // Logged; until applied, reads still find the body at its old place.
+                m.bytes = None;
+            }
+        }
         if let Some((k, b)) = body {
             p.bodies.insert(k, b);
         }
@@ -394,7 +436,7 @@ impl SledStore {
             && (p.ops.len() == 1 || p.queued.at_least(APPLY_EARLY_BYTES, APPLY_EARLY_KEYS) || p.lagging());
         drop(p);
         if wake {
-            self.shared.apply_cv.notify_one();
+            self.apply_cv.notify_one();
         }
         Ok(())
     }
@@ -649,9 +691,63 @@ fn checkpoint(shared: &Shared) -> StoreResult<()> {
     Ok(())
 }
 
-/// Every few seconds, a checkpoint. Its own thread, because a flush of a large dirty cache can
-/// take seconds, and the applier must not stall (and hold back every sync) meanwhile.
+/// Compaction: the bodies still in use in sparse log segments (stored messages point at less
+/// than half of the segment) are copied to the end of the log and their messages repointed, so
+/// the old segments can go. Without it, one long-lived message would keep a whole segment of
+/// otherwise dead bodies. Returns how many bodies it moved.
+fn compact(shared: &Shared) -> StoreResult<usize> {
+    let (uses, current) = {
+        let p = shared.pipe.lock();
+        (p.uses.clone(), p.segment)
+    };
+    let durable = shared.durable.load(Ordering::Relaxed);
+    let ids = shared.segments.ids();
+    let mut sparse = HashSet::new();
+    for w in ids.windows(2) {
+        let (id, following) = (w[0], w[1]);
+        // Closed, and every operation in it applied and flushed.
+        if id == current || following > durable + 1 {
+            continue;
+        }
+        if let Some(u) = uses.get(&id)
+            && u.bytes * 2 < shared.segments.size(id)
+        {
+            sparse.insert(id);
+        }
+    }
+    if sparse.is_empty() {
+        return Ok(0);
+    }
+    let mut found = Vec::new();
+    for kv in shared.db.scan_prefix([b'M']) {
+        let (k, v) = kv?;
+        let loc = loc_of(&v)?;
+        if sparse.contains(&loc.segment) {
+            found.push((uuid_at(&k, 1)?, u64_at(&k, 17)?, loc));
+            if found.len() >= COMPACT_MAX_MOVES {
+                break;
+            }
+        }
+    }
+    for chunk in found.chunks(MOVES_PER_OP) {
+        let mut moves = Vec::with_capacity(chunk.len());
+        for &(queue, seq, from) in chunk {
+            if let Some(bytes) = shared.segments.read_at(from.segment, from.offset, from.len)? {
+                moves.push(Move { queue, seq, from, bytes: Some(bytes), loc: from });
+            }
+        }
+        if !moves.is_empty() {
+            shared.submit(Op::Relocate(moves), None)?;
+        }
+    }
+    Ok(found.len())
+}
+
+/// Every few seconds, a checkpoint; every minute or so, a compaction. Its own thread, because a
+/// flush of a large dirty cache can take seconds, and the applier must not stall (and hold back
+/// every sync) meanwhile.
 fn checkpoint_loop(shared: Arc<Shared>) {
+    let mut rounds = 0u32;
     loop {
         {
             let mut p = shared.pipe.lock();
@@ -664,6 +760,13 @@ fn checkpoint_loop(shared: Arc<Shared>) {
             }
         }
         if let Err(e) = checkpoint(&shared) {
+            fail(&mut shared.pipe.lock(), e);
+            return;
+        }
+        rounds += 1;
+        if rounds.is_multiple_of(COMPACT_EVERY)
+            && let Err(e) = compact(&shared)
+        {
             fail(&mut shared.pipe.lock(), e);
             return;
         }

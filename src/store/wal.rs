@@ -11,7 +11,8 @@
 //! (so it knows at once where each message body will be: segment id and byte offset), and starts
 //! a new segment once the current one holds [`SEGMENT_BYTES`]. Message bodies are never copied
 //! into sled: sled keeps only where they are in the log. A segment is deleted once sled holds all
-//! of its operations durably and no stored message still points into it.
+//! of its operations durably and no stored message still points into it; compaction moves the
+//! few live bodies out of segments that are mostly dead.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -116,6 +117,11 @@ impl Segments {
         let mut buf = vec![0; len as usize];
         f.read_exact_at(&mut buf, offset).map_err(|e| io("read a message body from the log", e))?;
         Ok(Some(buf))
+    }
+
+    /// Size of segment `id` in bytes (0 if it is gone).
+    pub fn size(&self, id: u64) -> u64 {
+        self.files.read().get(&id).and_then(|f| f.metadata().ok()).map_or(0, |m| m.len())
     }
 
     /// Deletes segment `id` (its file; readers holding it finish their reads).
