@@ -97,7 +97,8 @@ pub struct StoreConfig {
     /// sled page cache, MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
-    /// Background flush period for lazily durable writes (acks, leases), ms.
+    /// sled's own background flush period, ms. (Lazily durable operations — acks, leases —
+    /// reach the disk through the write-ahead log within 200 ms whatever this is.)
     #[serde(default = "default_flush_every")]
     pub flush_every_ms: u64,
 }

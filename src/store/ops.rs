@@ -342,6 +342,30 @@ mod tests {
     }
 
     #[test]
+    fn a_relocation_places_each_copied_body_where_its_decoded_location_says() {
+        let q = Uuid::new_v4();
+        let old = |i: u64| BodyLoc { segment: 3, offset: 100 * i, len: 4 };
+        let mv = |seq: u64, bytes: &[u8]| Move {
+            queue: q,
+            seq,
+            from: old(seq),
+            bytes: Some(bytes.to_vec()),
+            loc: BodyLoc { segment: 0, offset: 0, len: 0 },
+        };
+        let op = Op::Relocate(vec![mv(1, b"aaaa"), mv(2, b"bbbbbb")]);
+        let enc = op.encode();
+        let Op::Relocate(moves) = Op::decode(&enc.payload, 9, 40).unwrap() else { panic!("not a relocation") };
+        assert_eq!(moves.len(), 2);
+        for (m, (want_seq, want)) in moves.iter().zip([(1u64, &b"aaaa"[..]), (2, b"bbbbbb")]) {
+            assert_eq!((m.queue, m.seq, m.from), (q, want_seq, old(want_seq)));
+            assert_eq!(m.loc.segment, 9);
+            let at = (m.loc.offset - 40) as usize;
+            assert_eq!(&enc.payload[at..at + m.loc.len as usize], want, "the copy is verbatim");
+        }
+        assert!(Op::decode(&enc.payload[..enc.payload.len() - 2], 9, 40).is_err());
+    }
+
+    #[test]
     fn appended_then_removed_messages_never_reach_sled() {
         let q = Uuid::new_v4();
         let rec = DeliveryRecord { deliveries: 1, failures: 0, first_delivered_at: 0, state: DeliveryState::Acked };
