@@ -403,18 +403,21 @@ impl Target {
 
     // ----- setup and teardown ---------------------------------------------------------------
 
-    /// Creates the workload's queue (and consumer group).
-    pub async fn setup(conn: &mut Conn, kind: Kind, host: &str, creds: &Creds, name: &str) -> Result<Target, String> {
-        let mut t = Target {
+    /// A target for queue `name`, its id and group not known (all infrai and MNS need).
+    pub fn named(kind: Kind, host: &str, creds: &Creds, name: &str) -> Target {
+        Target {
             kind,
             host: host.into(),
             creds: creds.clone(),
             name: name.into(),
             id: String::new(),
             group: String::new(),
-        };
-        let fail =
-            |what: &str, a: &super::conn::Answer| format!("{what}: {} {}", a.status, String::from_utf8_lossy(&a.body));
+        }
+    }
+
+    /// Creates the workload's queue (and consumer group).
+    pub async fn setup(conn: &mut Conn, kind: Kind, host: &str, creds: &Creds, name: &str) -> Result<Target, String> {
+        let mut t = Target::named(kind, host, creds, name);
         match kind {
             Kind::Infrai => {
                 let a = conn.call(t.infrai("POST", "/v1/queue/create", json!({"name": name}))).await?;
@@ -452,7 +455,7 @@ impl Target {
 
     /// Creates the bench's consumer group on the (id-addressed) queue `self.id`; its id.
     async fn create_group(&self, conn: &mut Conn) -> Result<String, String> {
-        let fail = |a: &super::conn::Answer| format!("create group: {} {}", a.status, String::from_utf8_lossy(&a.body));
+        let fail = |a: &super::conn::Answer| fail("create group", a);
         match self.kind {
             Kind::Ctyun => {
                 let a = conn
@@ -489,16 +492,7 @@ impl Target {
     /// queues by id and consume through a group, so both are looked up; infrai and MNS address
     /// queues by name, so their target is built without asking the server.
     pub async fn lookup(conn: &mut Conn, kind: Kind, host: &str, creds: &Creds, name: &str) -> Result<Target, String> {
-        let mut t = Target {
-            kind,
-            host: host.into(),
-            creds: creds.clone(),
-            name: name.into(),
-            id: String::new(),
-            group: String::new(),
-        };
-        let fail =
-            |what: &str, a: &super::conn::Answer| format!("{what}: {} {}", a.status, String::from_utf8_lossy(&a.body));
+        let mut t = Target::named(kind, host, creds, name);
         // The id of the entry of `list` called `name`.
         let id_of = |list: &Value, name: &str| -> Option<String> {
             list.as_array()?.iter().find(|e| e["name"] == name).and_then(|e| e["id"].as_str()).map(str::to_string)
@@ -563,6 +557,11 @@ impl Target {
         let a = conn.call(req).await?;
         if a.status.is_success() { Ok(()) } else { Err(format!("delete queue: {}", a.status)) }
     }
+}
+
+/// A setup call's unexpected answer, as an error.
+fn fail(what: &str, a: &super::conn::Answer) -> String {
+    format!("{what}: {} {}", a.status, String::from_utf8_lossy(&a.body))
 }
 
 #[cfg(test)]

@@ -369,13 +369,7 @@ impl SledStore {
     }
 
     fn submit(&self, op: Op) -> StoreResult<()> {
-        self.submit_with(op, None)
-    }
-
-    /// Submits an operation; `body` is a message body it makes readable before it is applied
-    /// (a transfer's target).
-    fn submit_with(&self, op: Op, body: Option<((Uuid, u64), Arc<MessageBody>)>) -> StoreResult<()> {
-        self.shared.submit(op, body)
+        self.shared.submit(op, None)
     }
 }
 
@@ -890,7 +884,7 @@ impl Store for SledStore {
         let Some(body) = self.body(from, from_seq)? else {
             return Err(StoreError(format!("transfer of missing message {from}/{from_seq}")));
         };
-        self.submit_with(
+        self.shared.submit(
             Op::Transfer { from, from_seq, to, meta: meta.clone(), keep_source },
             Some(((to, meta.seq), Arc::new(body))),
         )

@@ -101,8 +101,8 @@ impl Segments {
         self.files.read().keys().copied().collect()
     }
 
-    /// The frames of segment `id` (replay reads one segment at a time, so a long log never has
-    /// to fit in memory at once).
+    /// The bytes of segment `id`, to split with [`frames`] (replay reads one segment at a time,
+    /// so a long log never has to fit in memory at once).
     pub fn read_segment(&self, id: u64) -> Result<Vec<u8>, StoreError> {
         let mut bytes = Vec::new();
         File::open(segment_path(&self.dir, id))
