@@ -268,7 +268,7 @@ fn default_push_concurrency() -> usize {
     8
 }
 fn default_cache_mb() -> u64 {
-    64
+    32
 }
 fn default_flush_every() -> u64 {
     500
@@ -393,7 +393,7 @@ allow_targets = ["127.0.0.1"]
         .unwrap();
         assert_eq!(cfg.tenants[0].access_keys[0].secret, "demo-sk");
         assert_eq!(cfg.push.allow_targets, vec!["127.0.0.1"]);
-        assert_eq!(cfg.store.cache_mb, 64);
+        assert_eq!(cfg.store.cache_mb, 32);
         assert!(!cfg.embedded_default);
     }
 

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::model::{DeadReason, DeadState, DeliveryRecord, DeliveryState, GroupRecord, Millis, TagRule};
+use super::ready::ReadySet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Lease {
@@ -57,7 +58,7 @@ impl Dead {
 #[derive(Debug)]
 pub(crate) struct GroupState {
     pub record: GroupRecord,
-    pub ready: BTreeSet<(u8, u64)>,
+    pub ready: ReadySet,
     pub leases: HashMap<u64, Lease>,
     pub expiries: BTreeSet<(Millis, u64)>,
     pub info: HashMap<u64, Info>,
@@ -70,7 +71,7 @@ impl GroupState {
     pub fn new(record: GroupRecord) -> Self {
         GroupState {
             record,
-            ready: BTreeSet::new(),
+            ready: ReadySet::new(),
             leases: HashMap::new(),
             expiries: BTreeSet::new(),
             info: HashMap::new(),
@@ -161,7 +162,7 @@ impl GroupState {
         let mut best: Option<u64> = None;
         // At most 17 priority keys: take the first entry of each.
         let mut from = (0u8, 0u64);
-        while let Some(&(p, s)) = self.ready.range(from..).next() {
+        while let Some((p, s)) = self.ready.iter_from(from).next() {
             best = Some(best.map_or(s, |b| b.min(s)));
             if p == u8::MAX {
                 break;

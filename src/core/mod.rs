@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod messages;
 pub mod model;
 pub(crate) mod queue;
+pub(crate) mod ready;
 pub mod receipt;
 pub mod subscriptions;
 

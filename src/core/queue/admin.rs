@@ -132,7 +132,7 @@ impl QueueState {
     pub fn rekey(&mut self) {
         let keys: HashMap<u64, u8> = self.msgs.values().map(|m| (m.seq, self.pkey(m))).collect();
         for g in self.groups.values_mut() {
-            g.ready = g.ready.iter().map(|(_, s)| (keys.get(s).copied().unwrap_or(0), *s)).collect();
+            g.ready = g.ready.iter().map(|(_, s)| (keys.get(&s).copied().unwrap_or(0), s)).collect();
         }
     }
 }

@@ -95,7 +95,7 @@ impl QueueState {
         };
         let mut chosen = Vec::new();
         let mut bytes = 0u64;
-        for &(pkey, seq) in &g.ready {
+        for (pkey, seq) in g.ready.iter() {
             if chosen.len() >= opts.max {
                 break;
             }
@@ -144,7 +144,7 @@ impl QueueState {
         Ok(g.ready
             .iter()
             .take(max)
-            .filter_map(|(_, seq)| self.msgs.get(seq).map(|m| (m.clone(), g.info_of(*seq))))
+            .filter_map(|(_, seq)| self.msgs.get(&seq).map(|m| (m.clone(), g.info_of(seq))))
             .collect())
     }
 
