@@ -21,13 +21,26 @@ use crate::dialects;
 use crate::push::PushManager;
 use crate::store::{SledOptions, SledStore, Store};
 
-/// What every handler can reach.
+/// What every handler can reach: one `Arc`, because axum clones the state for every request
+/// (several times, through the middleware) and each clone of shared counters is an atomic
+/// operation on a cache line both cores fight over.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub broker: Arc<Broker>,
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
     pub push: Arc<PushManager>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// A running qgate minus the listener: state plus the store (for the final flush).
@@ -71,7 +84,12 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
     let store = Arc::new(SledStore::open(&opts).map_err(|e| format!("cannot open the store: {e}"))?);
     let broker = Broker::open(store.clone(), clock, key).map_err(|e| format!("cannot load the store: {e}"))?;
     let push = PushManager::new(broker.clone(), config.push.clone());
-    let state = AppState { broker, auth: Arc::new(Auth::from_config(&config)), config: Arc::new(config), push };
+    let state = AppState(Arc::new(Shared {
+        broker,
+        auth: Arc::new(Auth::from_config(&config)),
+        config: Arc::new(config),
+        push,
+    }));
     Ok(Opened { state, store })
 }
 
