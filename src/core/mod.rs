@@ -6,7 +6,8 @@
 //! `change_visibility`, `redrive`, `reset`, …) and render [`CoreError`] in their own format.
 //!
 //! Layout: [`broker`] (directory, the lock → refresh → act → finish discipline), [`queue`] and
-//! [`group`] (the per-queue state machine), one module per operation family ([`messages`],
+//! [`group`] (the per-queue state machine, over dense indexes: `queue::MessageMap`,
+//! [`ready`]), one module per operation family ([`messages`],
 //! [`deadletters`], [`groups`], [`idempotency`], [`subscriptions`]), [`receipt`] (handles),
 //! [`clock`] (injectable time), [`model`] (the types).
 

@@ -13,7 +13,7 @@
 //! This file holds the state and its indexes; the operations are grouped by family in
 //! [`expiry`] (time-driven changes, failures, dead-lettering), [`delivery`] (publish, receive,
 //! ack, nack, change visibility), [`deadletter`] (the own dead-letter store, redrive) and
-//! [`admin`] (purge, stats, reset, groups).
+//! [`admin`] (purge, stats, reset, groups). Messages are held in a [`MessageMap`] (dense chunks by sequence).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
