@@ -473,7 +473,7 @@ fn committer(shared: Arc<Shared>, mut wal: Wal) {
                 if unwritten && (lazy_due || p.closing || p.write_wanted || !p.waiters.is_empty()) {
                     // Group commit: when callers are arriving concurrently (the last sync
                     // answered several), give the rest of them a moment to join this sync.
-                    if last_batch > 1 && p.waiters.len() < last_batch && !p.closing {
+                    if last_batch > 1 && !p.waiters.is_empty() && p.waiters.len() < last_batch && !p.closing {
                         let until = Instant::now() + GATHER;
                         p.gather_target = last_batch;
                         while p.waiters.len() < last_batch && !p.closing {

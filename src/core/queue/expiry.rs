@@ -9,7 +9,7 @@ impl QueueState {
         // Retention: sequences are assigned in time order, so expired messages are a prefix.
         let retention = self.record.config.retention_secs.saturating_mul(1000);
         let mut expired = Vec::new();
-        for (seq, m) in &self.msgs {
+        for (seq, m) in self.msgs.iter() {
             if m.enqueued_at.saturating_add(retention) > cx.now {
                 break;
             }

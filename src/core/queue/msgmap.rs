@@ -104,24 +104,18 @@ impl std::ops::Index<&u64> for MessageMap {
     }
 }
 
-impl<'a> IntoIterator for &'a MessageMap {
-    type Item = (&'a u64, &'a MessageMeta);
-    type IntoIter = Box<dyn Iterator<Item = (&'a u64, &'a MessageMeta)> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
-    }
-}
-
 /// Built from messages in any order; sorted input (a store snapshot) fills each chunk with one
 /// exact allocation.
 impl FromIterator<MessageMeta> for MessageMap {
     fn from_iter<I: IntoIterator<Item = MessageMeta>>(iter: I) -> Self {
         let mut metas: Vec<MessageMeta> = iter.into_iter().collect();
-        if !metas.is_sorted_by_key(|m| m.seq) {
+        if !metas.is_sorted_by(|a, b| a.seq < b.seq) {
+            // As with a map, the last of equal sequences wins: reversed, a stable sort puts it
+            // first among its equals, and `dedup` keeps the first.
+            metas.reverse();
             metas.sort_by_key(|m| m.seq);
+            metas.dedup_by_key(|m| m.seq);
         }
-        metas.dedup_by_key(|m| m.seq);
         // Count each chunk first so every chunk is allocated once, at its exact size.
         let mut sizes: Vec<(u64, usize)> = Vec::new();
         for m in &metas {
@@ -210,8 +204,11 @@ mod tests {
 
     #[test]
     fn collects_unsorted_input() {
-        let map: MessageMap = [200, 3, 70, 3, 1].into_iter().map(meta).collect();
+        let mut late = meta(3);
+        late.size = 2;
+        let map: MessageMap = [meta(200), meta(3), meta(70), late, meta(1)].into_iter().collect();
         assert_eq!(map.len(), 4);
+        assert_eq!(map[&3].size, 2, "the last of equal sequences wins, as in a map");
         assert_eq!(map.keys().copied().collect::<Vec<_>>(), vec![1, 3, 70, 200]);
         assert_eq!(map[&70].seq, 70);
     }
