@@ -104,6 +104,14 @@ fn xml_texts(body: &[u8], tag: &str) -> Vec<String> {
     out
 }
 
+/// CTYun and DMS consume answers: an array of `{handler, message: {body}}`.
+fn handlers_and_bodies(list: &Value) -> Option<Vec<(String, String)>> {
+    let pair = |m: &Value| {
+        (m["handler"].as_str().unwrap_or("").to_string(), m["message"]["body"].as_str().unwrap_or("").to_string())
+    };
+    Some(list.as_array()?.iter().map(pair).collect())
+}
+
 impl Target {
     fn finish(&self, b: hyper::http::request::Builder, body: Vec<u8>) -> Req {
         b.body(Full::new(Bytes::from(body))).expect("a valid request")
@@ -317,30 +325,11 @@ impl Target {
                 let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
                 let inner: Value =
                     serde_json::from_str(v["returnObj"]["returnObj"].as_str().ok_or_else(bad)?).map_err(|_| bad())?;
-                Ok(inner
-                    .as_array()
-                    .ok_or_else(bad)?
-                    .iter()
-                    .map(|m| {
-                        (
-                            m["handler"].as_str().unwrap_or("").to_string(),
-                            m["message"]["body"].as_str().unwrap_or("").to_string(),
-                        )
-                    })
-                    .collect())
+                handlers_and_bodies(&inner).ok_or_else(bad)
             }
             Kind::Dms => {
                 let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
-                Ok(v.as_array()
-                    .ok_or_else(bad)?
-                    .iter()
-                    .map(|m| {
-                        (
-                            m["handler"].as_str().unwrap_or("").to_string(),
-                            m["message"]["body"].as_str().unwrap_or("").to_string(),
-                        )
-                    })
-                    .collect())
+                handlers_and_bodies(&v).ok_or_else(bad)
             }
             Kind::Mns => Err(bad()),
         }

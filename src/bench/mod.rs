@@ -219,9 +219,7 @@ impl Runner {
                 let _ = t.teardown(&mut setup).await;
             }
         }
-        for t in tasks {
-            total.merge(t.await.map_err(|e| e.to_string())?);
-        }
+        total.merge(join_all(tasks).await?);
         let secs = started.elapsed().as_secs_f64();
         progress.abort();
         if w != Workload::LongPoll
@@ -285,10 +283,7 @@ impl Runner {
                 t
             }));
         }
-        let mut total = Tally::default();
-        for t in tasks {
-            total.merge(t.await.map_err(|e| e.to_string())?);
-        }
+        let total = join_all(tasks).await?;
         stop.store(true, Ordering::Relaxed);
         progress.abort();
         Ok(Row::new(kind.name(), "fill", started.elapsed().as_secs_f64(), total, healthz))
@@ -345,10 +340,7 @@ impl Runner {
                 t
             }));
         }
-        let mut total = Tally::default();
-        for t in tasks {
-            total.merge(t.await.map_err(|e| e.to_string())?);
-        }
+        let total = join_all(tasks).await?;
         stop.store(true, Ordering::Relaxed);
         progress.abort();
         Ok(Row::new(kind.name(), "drain", started.elapsed().as_secs_f64(), total, healthz))
@@ -382,10 +374,7 @@ impl Runner {
         let secs = started.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         target.teardown(&mut setup).await?;
-        let mut total = Tally::default();
-        for t in tasks {
-            total.merge(t.await.map_err(|e| e.to_string())?);
-        }
+        let total = join_all(tasks).await?;
         let mut row = Row::new(kind.name(), "idle", secs, total, healthz);
         if let (Some(b), Some(s), Some(a)) = (before, settled, after) {
             row.note = Some(format!(
@@ -496,4 +485,13 @@ pub fn render(r: &Report, as_json: bool) -> String {
     }
     out.push_str(if r.errors == 0 { "no errors\n" } else { "ERRORS: the run failed\n" });
     out
+}
+
+/// Waits for every worker and adds up their tallies.
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Result<Tally, String> {
+    let mut total = Tally::default();
+    for t in tasks {
+        total.merge(t.await.map_err(|e| e.to_string())?);
+    }
+    Ok(total)
 }
