@@ -86,7 +86,7 @@ impl CoreEnv {
             CreateOutcome::Created(_) => {}
             CreateOutcome::Exists(_) => unreachable!("a fresh store"),
         }
-        let queue = broker.queue("bench", "lease").expect("the queue");
+        let queue = rt.block_on(broker.queue("bench", "lease")).expect("the queue");
         CoreEnv { broker, store, queue, _dir: dir }
     }
 
@@ -104,8 +104,8 @@ impl CoreEnv {
         self.store.flush_blocking().expect("settle the store");
     }
 
-    fn ready(&self) -> u64 {
-        self.broker.stats(&self.queue, 0).expect("stats").ready
+    async fn ready(&self) -> u64 {
+        self.broker.stats(&self.queue, 0).await.expect("stats").ready
     }
 }
 
@@ -122,7 +122,7 @@ fn lease(c: &mut Criterion) {
     for depth in [10_000u64, 100_000] {
         let env = CoreEnv::new(&rt);
         rt.block_on(env.fill(depth));
-        assert_eq!(env.ready(), depth);
+        assert_eq!(rt.block_on(env.ready()), depth);
         // Top the queue up (untimed) once a quarter of it was consumed.
         let refill = depth / 4;
         for max in [1usize, 16] {
@@ -152,7 +152,7 @@ fn lease(c: &mut Criterion) {
                     })
                 })
             });
-            assert_eq!(env.ready(), depth, "the depth stays put between benchmarks");
+            assert_eq!(rt.block_on(env.ready()), depth, "the depth stays put between benchmarks");
         }
     }
     g.finish();

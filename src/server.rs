@@ -116,12 +116,12 @@ pub fn app(state: AppState) -> Router {
 async fn maintenance(broker: Arc<Broker>) {
     while !broker.is_shutting_down() {
         let now = broker.now();
-        let next = broker.next_event().map_or(now + 1000, |n| n.clamp(now + 10, now + 1000));
+        let next = broker.next_event().await.map_or(now + 1000, |n| n.clamp(now + 10, now + 1000));
         tokio::select! {
             _ = broker.clock().sleep_until(next) => {}
             _ = broker.shutdown_notify.notified() => return,
         }
-        broker.tick();
+        broker.tick().await;
     }
 }
 
@@ -132,7 +132,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let Opened { state, store } = opened;
-    state.push.start_all();
+    state.push.start_all().await;
     let broker = state.broker.clone();
     let push = state.push.clone();
     let maint = tokio::spawn(maintenance(broker.clone()));

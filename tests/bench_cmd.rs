@@ -59,18 +59,19 @@ impl Live {
     }
 
     /// (retained messages, ready in the default group) of a queue of tenant "t".
-    fn held(&self, queue: &str) -> (u64, u64) {
+    async fn held(&self, queue: &str) -> (u64, u64) {
         let b = &self.s.state.broker;
-        let q = b.queue("t", queue).unwrap_or_else(|_| panic!("queue {queue} exists"));
-        (b.info(&q).unwrap().stored, b.stats(&q, 0).unwrap().ready)
+        let q = b.queue("t", queue).await.unwrap_or_else(|_| panic!("queue {queue} exists"));
+        (b.info(&q).await.unwrap().stored, b.stats(&q, 0).await.unwrap().ready)
     }
 
     /// The consumer groups of a queue of tenant "t": (id, name, unacknowledged, acknowledged),
     /// where unacknowledged counts ready, in-flight and delayed messages.
-    fn groups(&self, queue: &str) -> Vec<(String, String, u64, u64)> {
+    async fn groups(&self, queue: &str) -> Vec<(String, String, u64, u64)> {
         let b = &self.s.state.broker;
-        let q = b.queue("t", queue).unwrap_or_else(|_| panic!("queue {queue} exists"));
+        let q = b.queue("t", queue).await.unwrap_or_else(|_| panic!("queue {queue} exists"));
         b.groups(&q)
+            .await
             .unwrap()
             .into_iter()
             .map(|g| {
@@ -82,8 +83,8 @@ impl Live {
 
     /// The bench's consumer group of a CTYun / DMS queue (it must be the only one):
     /// (id, unacknowledged, acknowledged).
-    fn bench_group(&self, queue: &str) -> (String, u64, u64) {
-        let gs = self.groups(queue);
+    async fn bench_group(&self, queue: &str) -> (String, u64, u64) {
+        let gs = self.groups(queue).await;
         match gs.as_slice() {
             [(id, name, pending, acked)] if name == "bench" => (id.clone(), *pending, *acked),
             other => panic!("{queue}: expected just the bench group, found {other:?}"),
@@ -152,7 +153,7 @@ async fn publish_and_batch_count_for_every_dialect_and_clean_up() {
     assert!(qgate::bench::render(&r, false).ends_with("no errors\n"));
 
     // Every workload deleted its queue.
-    let left: Vec<String> = live.s.state.broker.queues("t").iter().map(|q| q.name().to_string()).collect();
+    let left: Vec<String> = live.s.state.broker.queues("t").await.iter().map(|q| q.name().to_string()).collect();
     assert!(left.is_empty(), "queues left behind: {left:?}");
     live.stop().await;
 }
@@ -176,12 +177,12 @@ async fn fill_then_drain_count_exactly_what_the_server_holds() {
         assert_eq!(f.messages, n, "{f:?}");
         assert_eq!(f.requests, n.div_ceil(batch), "{f:?}");
         let group = if by_id {
-            assert_eq!(live.held(&queue).0, n, "{dialect}: the queue holds what fill reported");
-            let (id, pending, acked) = live.bench_group(&queue);
+            assert_eq!(live.held(&queue).await.0, n, "{dialect}: the queue holds what fill reported");
+            let (id, pending, acked) = live.bench_group(&queue).await;
             assert_eq!((pending, acked), (n, 0), "{dialect}: the bench group has everything to consume");
             Some(id)
         } else {
-            assert_eq!(live.held(&queue), (n, n), "{dialect}: the queue holds what fill reported");
+            assert_eq!(live.held(&queue).await, (n, n), "{dialect}: the queue holds what fill reported");
             None
         };
 
@@ -192,10 +193,10 @@ async fn fill_then_drain_count_exactly_what_the_server_holds() {
         assert_clean(&r);
         assert_eq!(row(&r, dialect, "fill").messages, 5);
         if let Some(id) = &group {
-            assert_eq!(live.held(&queue).0, n + 5);
-            assert_eq!(live.bench_group(&queue), (id.clone(), n + 5, 0), "{dialect}");
+            assert_eq!(live.held(&queue).await.0, n + 5);
+            assert_eq!(live.bench_group(&queue).await, (id.clone(), n + 5, 0), "{dialect}");
         } else {
-            assert_eq!(live.held(&queue), (n + 5, n + 5));
+            assert_eq!(live.held(&queue).await, (n + 5, n + 5));
         }
 
         // drain stops at the duration: give it room (it ends as soon as the queue is empty).
@@ -206,23 +207,23 @@ async fn fill_then_drain_count_exactly_what_the_server_holds() {
         let d = row(&r, dialect, "drain");
         assert_eq!(d.messages, n + 5, "{d:?}");
         if let Some(id) = &group {
-            assert_eq!(live.held(&queue).0, n + 5, "{dialect}: a log keeps acknowledged messages");
-            assert_eq!(live.bench_group(&queue), (id.clone(), 0, n + 5), "{dialect}: drained");
+            assert_eq!(live.held(&queue).await.0, n + 5, "{dialect}: a log keeps acknowledged messages");
+            assert_eq!(live.bench_group(&queue).await, (id.clone(), 0, n + 5), "{dialect}: drained");
 
             // Without the bench group, drain creates it; a new group starts at the earliest
             // retained message, so it drains the whole log again.
             let b = &live.s.state.broker;
-            let q = b.queue("t", &queue).unwrap();
-            b.delete_groups(&q, &[b.group_no(&q, id).unwrap()]).await.unwrap();
-            assert!(live.groups(&queue).is_empty());
+            let q = b.queue("t", &queue).await.unwrap();
+            b.delete_groups(&q, &[b.group_no(&q, id).await.unwrap()]).await.unwrap();
+            assert!(live.groups(&queue).await.is_empty());
             let r = run(a).await.expect("drain runs through a new group");
             assert_clean(&r);
             assert_eq!(row(&r, dialect, "drain").messages, n + 5);
-            let (new_id, pending, acked) = live.bench_group(&queue);
+            let (new_id, pending, acked) = live.bench_group(&queue).await;
             assert_ne!(&new_id, id, "{dialect}: a new group");
             assert_eq!((pending, acked), (0, n + 5), "{dialect}: drained again");
         } else {
-            assert_eq!(live.held(&queue), (0, 0), "{dialect}: drained");
+            assert_eq!(live.held(&queue).await, (0, 0), "{dialect}: drained");
         }
     }
     live.stop().await;
@@ -240,7 +241,7 @@ async fn fill_creates_its_queue_in_the_id_addressed_dialects() {
         assert_clean(&r);
         let f = row(&r, dialect, "fill");
         assert_eq!((f.messages, f.requests), (33, 4), "{f:?}");
-        assert_eq!(live.held(&queue).0, 33, "{dialect}: the queue holds what fill reported");
+        assert_eq!(live.held(&queue).await.0, 33, "{dialect}: the queue holds what fill reported");
     }
     live.stop().await;
 }
@@ -278,7 +279,7 @@ async fn wrong_credentials_fail_the_run() {
         assert!(first.contains("publish answered") && first.contains(status), "{first}");
         let text = qgate::bench::render(&r, false);
         assert!(text.contains("first error: publish answered") && text.ends_with("ERRORS: the run failed\n"), "{text}");
-        assert!(live.s.state.broker.queue("t", &format!("bench-denied-{dialect}")).is_err());
+        assert!(live.s.state.broker.queue("t", &format!("bench-denied-{dialect}")).await.is_err());
     }
     // CTYun and DMS publish by queue id: a fill that can neither create its queue nor find an
     // existing one fails the run, with both reasons.
@@ -289,7 +290,7 @@ async fn wrong_credentials_fail_the_run() {
         let e = run(a).await.expect_err(dialect);
         assert!(e.starts_with(&format!("fill {dialect}: create queue")) && e.contains("list queues"), "{e}");
     }
-    assert!(live.s.state.broker.queues("t").is_empty());
+    assert!(live.s.state.broker.queues("t").await.is_empty());
     live.stop().await;
 }
 
@@ -317,7 +318,7 @@ async fn no_server_and_unknown_names_are_errors() {
         let e = run(a).await.expect_err(dialect);
         assert_eq!(e, format!("drain {dialect}: queue bench-missing not found"));
     }
-    assert!(live.s.state.broker.queues("t").is_empty());
+    assert!(live.s.state.broker.queues("t").await.is_empty());
 
     let e = run(live.args(&["infrai", "sqs"], &["publish"])).await.expect_err("unknown dialect");
     assert_eq!(e, "unknown dialect sqs");
@@ -339,7 +340,7 @@ async fn the_server_is_consistent_after_a_cycle_run() {
         // publish, receive, ack: at least two requests per completed cycle.
         assert!(c.messages > 0 && c.requests >= 2 * c.messages, "{c:?}");
     }
-    assert!(live.s.state.broker.queues("t").is_empty());
+    assert!(live.s.state.broker.queues("t").await.is_empty());
     live.s.state.broker.store().sync().await.expect("the store still syncs");
     live.stop().await;
 }

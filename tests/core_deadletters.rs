@@ -29,9 +29,9 @@ async fn dead_lettered_exactly_at_the_threshold_into_the_own_store() {
     assert!(fail(&env, &q).await, "failure 2: requeued");
     assert!(!fail(&env, &q).await, "failure 3 reaches max_failures: dead");
     assert!(env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().is_empty());
-    let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
+    let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.ready, s.in_flight, s.dead), (0, 0, 1));
-    let page = env.broker.dead_letters(&q, None, 10).unwrap();
+    let page = env.broker.dead_letters(&q, None, 10).await.unwrap();
     assert_eq!(page.items.len(), 1);
     let dl = &page.items[0];
     assert_eq!((dl.meta.id, dl.reason, dl.deliveries, dl.failures), (id, DeadReason::MaxDeliveries, 3, 3));
@@ -45,7 +45,7 @@ async fn nack_without_requeue_dead_letters_at_once() {
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
     let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     assert!(!env.broker.nack(&q, &d.handle, true).await.unwrap());
-    let page = env.broker.dead_letters(&q, None, 10).unwrap();
+    let page = env.broker.dead_letters(&q, None, 10).await.unwrap();
     assert_eq!(page.items[0].reason, DeadReason::Nacked);
 }
 
@@ -65,26 +65,26 @@ async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home
     assert!(!fail(&env, &q).await);
     env.advance(secs(10));
     assert!(!fail(&env, &q).await);
-    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().produced, 0, "moved out of the source");
+    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().produced, 0, "moved out of the source");
     // In the target they are ordinary messages that keep their ids.
-    let ds = env.broker.stats(&dlq, DEFAULT_GROUP).unwrap();
+    let ds = env.broker.stats(&dlq, DEFAULT_GROUP).await.unwrap();
     assert_eq!(ds.ready, 2);
     assert_eq!(
-        env.broker.stats(&q, DEFAULT_GROUP).unwrap().dead,
+        env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().dead,
         2,
         "the source counts its dead letters kept elsewhere"
     );
-    let page = env.broker.dead_letters(&q, None, 1).unwrap();
+    let page = env.broker.dead_letters(&q, None, 1).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].meta.id, ids[0]);
-    let page2 = env.broker.dead_letters(&q, page.next, 1).unwrap();
+    let page2 = env.broker.dead_letters(&q, page.next, 1).await.unwrap();
     assert_eq!(page2.items[0].meta.id, ids[1]);
     assert!(page2.next.is_none());
 
     // Redrive since t=10s takes only the second; then all takes the rest.
     assert_eq!(env.broker.redrive(&q, RedriveSelector::Since(T0 + 10_000), 100).await.unwrap(), 1);
     assert_eq!(env.broker.redrive(&q, RedriveSelector::All, 100).await.unwrap(), 1);
-    assert_eq!(env.broker.stats(&dlq, DEFAULT_GROUP).unwrap().produced, 0);
+    assert_eq!(env.broker.stats(&dlq, DEFAULT_GROUP).await.unwrap().produced, 0);
     let back = env
         .broker
         .receive(&q, DEFAULT_GROUP, ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(10) })
@@ -113,7 +113,7 @@ async fn redrive_one_from_the_own_store() {
     ));
     let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     assert_eq!((d.meta.id, d.deliveries), (metas[1].id, 1));
-    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().dead, 1);
+    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().dead, 1);
     // max limits a bulk redrive.
     assert_eq!(env.broker.redrive(&q, RedriveSelector::All, 0).await.unwrap(), 0);
 }
@@ -126,8 +126,8 @@ async fn a_vanished_target_keeps_dead_letters_at_home() {
     env.broker.delete_queue(&dlq).await.unwrap();
     env.broker.publish(&q, vec![NewMessage::text("a")]).await.unwrap();
     fail(&env, &q).await;
-    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().dead, 1);
-    assert_eq!(env.broker.dead_letters(&q, None, 10).unwrap().items.len(), 1);
+    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().dead, 1);
+    assert_eq!(env.broker.dead_letters(&q, None, 10).await.unwrap().items.len(), 1);
 }
 
 #[tokio::test]

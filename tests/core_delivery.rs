@@ -52,7 +52,7 @@ async fn lease_expiry_redelivers_with_a_new_handle() {
     assert!(matches!(env.broker.ack(&q, &first[0].handle).await, Err(CoreError::ReceiptStale)));
     env.broker.ack(&q, &second[0].handle).await.unwrap();
     assert!(matches!(env.broker.ack(&q, &second[0].handle).await, Err(CoreError::ReceiptStale)));
-    let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
+    let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.ready, s.in_flight, s.produced), (0, 0, 0), "an acked work-queue message is gone");
 }
 
@@ -136,7 +136,7 @@ async fn delay_keeps_a_message_invisible_until_due() {
         )
         .await
         .unwrap();
-    let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
+    let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.ready, s.delayed), (1, 2));
     let got = env.broker.receive(&q, DEFAULT_GROUP, many(10)).await.unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["explicit-zero"], "explicit 0 overrides the queue delay");
@@ -194,13 +194,13 @@ async fn nack_counts_failures_and_peek_changes_nothing() {
     let env = Env::new();
     let q = env.queue("q", work()).await;
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
-    let peeked = env.broker.peek(&q, DEFAULT_GROUP, 10).unwrap();
+    let peeked = env.broker.peek(&q, DEFAULT_GROUP, 10).await.unwrap();
     assert_eq!(peeked.len(), 1);
     assert_eq!(peeked[0].deliveries, 0);
     assert_eq!(peeked[0].first_delivered_at, None);
     let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     assert_eq!(d.deliveries, 1);
-    assert!(env.broker.peek(&q, DEFAULT_GROUP, 10).unwrap().is_empty(), "peek sees only active messages");
+    assert!(env.broker.peek(&q, DEFAULT_GROUP, 10).await.unwrap().is_empty(), "peek sees only active messages");
     assert!(env.broker.nack(&q, &d.handle, false).await.unwrap());
     let d2 = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
     assert_eq!((d2.deliveries, d2.failures), (2, 1));
@@ -208,7 +208,7 @@ async fn nack_counts_failures_and_peek_changes_nothing() {
     env.broker.ack_id(&q, DEFAULT_GROUP, d2.meta.id).await.unwrap();
     assert!(matches!(env.broker.ack_id(&q, DEFAULT_GROUP, d2.meta.id).await, Err(CoreError::MessageNotFound)));
     env.broker.publish(&q, vec![NewMessage::text("n")]).await.unwrap();
-    let id = env.broker.peek(&q, DEFAULT_GROUP, 1).unwrap()[0].meta.id;
+    let id = env.broker.peek(&q, DEFAULT_GROUP, 1).await.unwrap()[0].meta.id;
     assert!(matches!(env.broker.ack_id(&q, DEFAULT_GROUP, id).await, Err(CoreError::NotInFlight)));
 }
 
@@ -239,7 +239,7 @@ async fn publish_limits_are_all_or_nothing() {
         )
         .await;
     assert!(matches!(r, Err(CoreError::InvalidArgument(_))));
-    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().produced, 0, "nothing of a failed batch is stored");
+    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().produced, 0, "nothing of a failed batch is stored");
 }
 
 #[tokio::test]

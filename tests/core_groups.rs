@@ -47,14 +47,14 @@ async fn every_group_gets_every_message() {
     assert_eq!(bodies(&env.broker.receive(&q, g[1], opts(10)).await.unwrap()), ["1"]);
     assert!(env.broker.receive(&q, g[0], opts(10)).await.unwrap().is_empty());
 
-    let infos = env.broker.groups(&q).unwrap();
+    let infos = env.broker.groups(&q).await.unwrap();
     assert_eq!(infos.len(), 2);
     assert_eq!((infos[0].stats.produced, infos[0].stats.acked), (3, 3), "log mode keeps acked messages");
     assert_eq!(infos[1].stats.in_flight, 3);
     // Group ids are g-<uuid> and lookups work by id or name.
     assert!(infos[0].record.id.starts_with("g-"));
-    assert_eq!(env.broker.group_no(&q, &infos[0].record.id.to_uppercase()).unwrap(), g[0]);
-    assert_eq!(env.broker.group_no(&q, "audit").unwrap(), g[1]);
+    assert_eq!(env.broker.group_no(&q, &infos[0].record.id.to_uppercase()).await.unwrap(), g[0]);
+    assert_eq!(env.broker.group_no(&q, "audit").await.unwrap(), g[1]);
 }
 
 #[tokio::test]
@@ -66,10 +66,10 @@ async fn group_quota_and_duplicates_create_nothing() {
     assert!(matches!(env.broker.create_groups(&q, &two, Some(3)).await, Err(CoreError::QuotaExceeded(_))));
     let dup = vec!["c".to_string(), "a".to_string()];
     assert!(matches!(env.broker.create_groups(&q, &dup, Some(3)).await, Err(CoreError::GroupExists)));
-    assert_eq!(env.broker.groups(&q).unwrap().len(), 2);
-    let no = env.broker.group_no(&q, "b").unwrap();
+    assert_eq!(env.broker.groups(&q).await.unwrap().len(), 2);
+    let no = env.broker.group_no(&q, "b").await.unwrap();
     env.broker.delete_groups(&q, &[no]).await.unwrap();
-    assert!(matches!(env.broker.group_no(&q, "b"), Err(CoreError::GroupNotFound)));
+    assert!(matches!(env.broker.group_no(&q, "b").await, Err(CoreError::GroupNotFound)));
     assert!(matches!(env.broker.delete_groups(&q, &[no]).await, Err(CoreError::GroupNotFound)));
 }
 
@@ -138,7 +138,7 @@ async fn group_dead_letters_after_max_failures_and_can_be_consumed() {
     env.advance(secs(30));
     let next = env.broker.receive(&q, g, opts(10)).await.unwrap();
     assert_eq!(bodies(&next), ["fine"], "the poison message was dead-lettered at the second failure");
-    let s = env.broker.stats(&q, g).unwrap();
+    let s = env.broker.stats(&q, g).await.unwrap();
     assert_eq!((s.dead, s.dead_total), (1, 1));
 
     // Dead letters have their own leases and handles.
@@ -156,7 +156,7 @@ async fn group_dead_letters_after_max_failures_and_can_be_consumed() {
     assert_eq!(dl.len(), 1);
     env.broker.settle_dead(&q, &dl[0].handle, true).await.unwrap();
     assert!(matches!(env.broker.settle_dead(&q, &dl[0].handle, true).await, Err(CoreError::ReceiptStale)));
-    let s = env.broker.stats(&q, g).unwrap();
+    let s = env.broker.stats(&q, g).await.unwrap();
     assert_eq!((s.dead, s.dead_total), (0, 1));
 }
 
@@ -189,7 +189,7 @@ async fn reset_to_earliest_latest_and_a_time() {
     env.broker.publish(&q, vec![NewMessage::text("new")]).await.unwrap();
     assert_eq!(bodies(&env.broker.receive(&q, g, opts(10)).await.unwrap()), ["new"]);
     // The default group was never touched by any of this.
-    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().ready, 4);
+    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().ready, 4);
 }
 
 #[tokio::test]
@@ -212,12 +212,12 @@ async fn groups_rules_and_resets_survive_a_restart() {
     env.broker.nack(&q, &got[0].handle, false).await.unwrap(); // max 1: dead at once
     env.broker.reset(&q, g[1], ResetPosition::Latest, false).await.unwrap();
     let env = env.restart();
-    let q = env.broker.queue("t", "q").unwrap();
+    let q = env.broker.queue("t", "q").await.unwrap();
     assert!(matches!(
         env.broker.receive(&q, g[0], with_rule(1, &["z"], TagMode::Or)).await,
         Err(CoreError::TagRuleChanged)
     ));
     assert_eq!(bodies(&env.broker.receive(&q, g[0], with_rule(10, &["y", "x"], TagMode::Or)).await.unwrap()), ["b"]);
-    assert_eq!(env.broker.stats(&q, g[0]).unwrap().dead, 1);
+    assert_eq!(env.broker.stats(&q, g[0]).await.unwrap().dead, 1);
     assert!(env.broker.receive(&q, g[1], opts(10)).await.unwrap().is_empty(), "the reset position survived");
 }

@@ -25,8 +25,8 @@ async fn retention_expires_messages_whatever_their_state() {
     env.advance(secs(30));
     env.broker.publish(&q, vec![NewMessage::text("young")]).await.unwrap();
     env.advance(secs(30));
-    env.broker.tick();
-    let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
+    env.broker.tick().await;
+    let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.produced, s.ready, s.in_flight), (1, 1, 0));
     assert!(matches!(env.broker.ack(&q, &leased[0].handle).await, Err(qgate::core::CoreError::ReceiptStale)));
     let got = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
@@ -34,8 +34,8 @@ async fn retention_expires_messages_whatever_their_state() {
     // And it is gone from disk: a restart does not bring it back.
     drop(got);
     let env = env.restart();
-    let q = env.broker.queue("t", "q").unwrap();
-    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).unwrap().produced, 1);
+    let q = env.broker.queue("t", "q").await.unwrap();
+    assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().produced, 1);
 }
 
 #[tokio::test]
@@ -63,7 +63,7 @@ async fn purge_removes_live_messages_but_keeps_dead_letters() {
     env.broker.nack(&q, &d[0].handle, false).await.unwrap();
     env.broker.receive(&q, DEFAULT_GROUP, ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(1) }).await.unwrap();
     assert_eq!(env.broker.purge(&q).await.unwrap(), 3);
-    let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
+    let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.ready, s.in_flight, s.delayed, s.dead), (0, 0, 0, 1));
     env.advance(secs(61));
     assert!(env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap().is_empty());
@@ -91,7 +91,7 @@ async fn idempotency_replays_for_a_day_and_survives_restart() {
     let env = env.restart();
     assert!(matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await, Idempotent::Replay { .. }));
     env.advance(secs(24 * 3600));
-    env.broker.tick();
+    env.broker.tick().await;
     assert!(
         matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", [3; 32]).await, Idempotent::Proceed(_)),
         "forgotten after 24 h"
@@ -141,11 +141,11 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
     drop(q);
 
     let env = env.restart();
-    let q = env.broker.queue("t", "q").unwrap();
+    let q = env.broker.queue("t", "q").await.unwrap();
     assert_eq!(q.id(), qid);
-    let s = env.broker.stats(&q, DEFAULT_GROUP).unwrap();
+    let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.ready, s.in_flight, s.delayed, s.dead), (1, 1, 1, 1));
-    assert_eq!(env.broker.subscriptions(), vec![sub]);
+    assert_eq!(env.broker.subscriptions().await, vec![sub]);
     // The lease and its handle survived: still invisible, and the old handle acks.
     let got = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
     assert_eq!(got.iter().map(|d| d.meta.id).collect::<Vec<_>>(), [metas[2].id]);
@@ -164,7 +164,7 @@ async fn sequences_are_not_reused_after_the_queue_empties() {
     env.broker.ack(&q, &d[0].handle).await.unwrap();
     drop(q);
     let env = env.restart();
-    let q = env.broker.queue("t", "q").unwrap();
+    let q = env.broker.queue("t", "q").await.unwrap();
     let second = env.broker.publish(&q, vec![NewMessage::text("b")]).await.unwrap()[0].id;
     assert_ne!(first, second);
 }
@@ -179,8 +179,8 @@ async fn work_queue_forgets_acked_messages_log_queue_keeps_them() {
         let d = env.broker.receive(q, DEFAULT_GROUP, all()).await.unwrap();
         env.broker.ack(q, &d[0].handle).await.unwrap();
     }
-    assert_eq!(env.broker.stats(&w, DEFAULT_GROUP).unwrap().produced, 0);
-    let s = env.broker.stats(&l, DEFAULT_GROUP).unwrap();
+    assert_eq!(env.broker.stats(&w, DEFAULT_GROUP).await.unwrap().produced, 0);
+    let s = env.broker.stats(&l, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.produced, s.acked, s.ready), (1, 1, 0));
 }
 
@@ -208,8 +208,8 @@ async fn create_reports_an_existing_queue_and_updates_persist() {
         .unwrap();
     drop(q);
     let env = env.restart();
-    let rec = env.broker.queue("t", "q").unwrap().record();
+    let rec = env.broker.queue("t", "q").await.unwrap().record();
     assert_eq!((rec.config.visibility_timeout_secs, rec.modified_at, rec.created_at), (99, T0 + 5_000, T0));
-    let (names, more) = env.broker.list_queues("t", "", None, 10);
+    let (names, more) = env.broker.list_queues("t", "", None, 10).await;
     assert_eq!((names.len(), more), (1, false));
 }

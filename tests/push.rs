@@ -97,13 +97,13 @@ async fn subscribe(s: &TestServer, queue: &str, body: Value) -> String {
 
 async fn create(s: &TestServer, name: &str) -> Arc<qgate::core::Queue> {
     s.state.broker.create_queue("t", name, qgate::core::model::QueueConfig::default(), None).await.unwrap();
-    s.state.broker.queue("t", name).unwrap()
+    s.state.broker.queue("t", name).await.unwrap()
 }
 
 async fn settled(s: &TestServer, q: &qgate::core::Queue) -> qgate::core::model::GroupStats {
     // The ack follows the receiver's answer asynchronously: wait (in real time) until settled.
     for _ in 0..200 {
-        let st = s.state.broker.stats(q, DEFAULT_GROUP).unwrap();
+        let st = s.state.broker.stats(q, DEFAULT_GROUP).await.unwrap();
         if st.in_flight == 0 {
             return st;
         }
@@ -169,8 +169,8 @@ async fn retries_with_backoff_then_dead_letters() {
     // Out of retries: dead-lettered into the subscription's DLQ, not redelivered.
     let st = settled(&s, &q).await;
     assert_eq!((st.ready, st.produced), (0, 0));
-    assert_eq!(s.state.broker.stats(&dlq, DEFAULT_GROUP).unwrap().ready, 1);
-    let page = s.state.broker.dead_letters(&q, None, 10).unwrap();
+    assert_eq!(s.state.broker.stats(&dlq, DEFAULT_GROUP).await.unwrap().ready, 1);
+    let page = s.state.broker.dead_letters(&q, None, 10).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].body.body, b"doomed");
     s.clock.advance(Duration::from_secs(60));
@@ -211,7 +211,7 @@ async fn delivery_refuses_private_targets_even_if_stored() {
     // Attempt 1 fails at the SSRF check; after the 1 s backoff, attempt 2 too: dead letter.
     for _ in 0..200 {
         s.clock.advance(Duration::from_millis(100));
-        if s.state.broker.stats(&q, DEFAULT_GROUP).unwrap().dead == 1 {
+        if s.state.broker.stats(&q, DEFAULT_GROUP).await.unwrap().dead == 1 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -228,7 +228,7 @@ async fn subscriptions_survive_a_restart() {
     let (r, dir, clock) = s.stop_keep().await;
     r.unwrap();
     let s = TestServer::start_in(dir, clock, |_| {}).await;
-    let q = s.state.broker.queue("t", "q").unwrap();
+    let q = s.state.broker.queue("t", "q").await.unwrap();
     s.state.broker.publish(&q, vec![NewMessage::text("after restart")]).await.unwrap();
     assert_eq!(rcv.next().await.1["payload"], "after restart");
 }

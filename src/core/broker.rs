@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::clock::{Clock, Millis};
-use super::error::{CoreError, Result};
+use super::error::{CoreError, Quota, Result};
 use super::idempotency::IdempotencyTable;
 use super::model::{DEFAULT_GROUP, DeadLetterTarget, QueueConfig, QueueInfo, QueueRecord, SubscriptionRecord};
 use super::queue::{Cx, Effects, QueueState};
@@ -246,7 +246,7 @@ impl Broker {
             if let Some(max) = max_queues
                 && Self::count_in(&dir, ns, config.region.as_deref()) >= max
             {
-                return Err(CoreError::QuotaExceeded("queues"));
+                return Err(CoreError::QuotaExceeded(Quota::Queues));
             }
             self.check_dead_letter_target(&dir, ns, None, &config)?;
             let now = self.clock.now();
@@ -299,7 +299,7 @@ impl Broker {
     }
 
     /// The queue of that name in the namespace.
-    pub fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
+    pub async fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
         let dir = self.dir.read();
         dir.by_name
             .get(ns)
@@ -310,12 +310,16 @@ impl Broker {
     }
 
     /// The queue with that id, if it belongs to the namespace.
-    pub fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
+    pub async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
         self.dir.read().by_id.get(&id).filter(|q| q.namespace == ns).cloned().ok_or(CoreError::QueueNotFound)
     }
 
     /// The namespace's queues, by name.
-    pub fn queues(&self, ns: &str) -> Vec<Arc<Queue>> {
+    pub async fn queues(&self, ns: &str) -> Vec<Arc<Queue>> {
+        self.queues_now(ns)
+    }
+
+    pub(crate) fn queues_now(&self, ns: &str) -> Vec<Arc<Queue>> {
         let dir = self.dir.read();
         dir.by_name
             .get(ns)
@@ -325,7 +329,13 @@ impl Broker {
 
     /// The namespace's queues with names after `after` (exclusive), starting with `prefix`, at
     /// most `limit`, by name; plus whether more follow.
-    pub fn list_queues(&self, ns: &str, prefix: &str, after: Option<&str>, limit: usize) -> (Vec<Arc<Queue>>, bool) {
+    pub async fn list_queues(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Arc<Queue>>, bool) {
         let dir = self.dir.read();
         let Some(m) = dir.by_name.get(ns) else {
             return (Vec::new(), false);
@@ -354,13 +364,13 @@ impl Broker {
         (out, more)
     }
 
-    pub fn queue_count(&self, ns: &str) -> usize {
+    pub async fn queue_count(&self, ns: &str) -> usize {
         self.dir.read().by_name.get(ns).map_or(0, |m| m.len())
     }
 
     /// The namespace's queues that count in `region`: those created there and those without a
     /// region (made through dialects that have none). `None` counts every queue.
-    pub fn queue_count_in(&self, ns: &str, region: Option<&str>) -> usize {
+    pub async fn queue_count_in(&self, ns: &str, region: Option<&str>) -> usize {
         Self::count_in(&self.dir.read(), ns, region)
     }
 
@@ -388,7 +398,7 @@ impl Broker {
     }
 
     /// The queue's record and its default group's live counts.
-    pub fn info(&self, q: &Queue) -> Result<QueueInfo> {
+    pub async fn info(&self, q: &Queue) -> Result<QueueInfo> {
         let (record, mut stats, group_count, stored) = self.with_state(q, |st, _| {
             Ok((st.record.clone(), st.stats(DEFAULT_GROUP)?, st.groups.len() - 1, st.msgs.len() as u64))
         })?;
@@ -455,7 +465,7 @@ impl Broker {
     /// Applies everything due (retention, delay ends, lease ends) in every queue, and forgets
     /// expired idempotency records. The server runs it periodically; tests call it after
     /// advancing a manual clock.
-    pub fn tick(&self) {
+    pub async fn tick(&self) {
         let queues: Vec<Arc<Queue>> = self.dir.read().by_id.values().cloned().collect();
         for q in queues {
             let _ = self.with_state(&q, |_, _| Ok(()));
@@ -464,14 +474,14 @@ impl Broker {
     }
 
     /// The earliest instant a queue changes by itself (for the maintenance loop).
-    pub fn next_event(&self) -> Option<Millis> {
+    pub async fn next_event(&self) -> Option<Millis> {
         let queues: Vec<Arc<Queue>> = self.dir.read().by_id.values().cloned().collect();
         queues.iter().filter_map(|q| q.state.lock().next_event()).min()
     }
 
     /// Dead letters that came from `q` and are kept in other queues of its namespace.
     pub(crate) fn dead_elsewhere(&self, q: &Queue) -> u64 {
-        self.queues(&q.namespace)
+        self.queues_now(&q.namespace)
             .iter()
             .filter(|t| t.id != q.id)
             .map(|t| t.state.lock().foreign_dead.get(&q.id).map_or(0, |s| s.len() as u64))

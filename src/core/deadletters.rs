@@ -64,7 +64,7 @@ impl Broker {
                 })
                 .collect::<Vec<_>>())
         })?;
-        for t in self.queues(&q.namespace) {
+        for t in self.queues_now(&q.namespace) {
             if t.id == q.id {
                 continue;
             }
@@ -91,7 +91,12 @@ impl Broker {
     }
 
     /// Lists `q`'s dead letters after the cursor, at most `limit`.
-    pub fn dead_letters(&self, q: &Arc<Queue>, after: Option<(Millis, MessageId)>, limit: usize) -> Result<DeadPage> {
+    pub async fn dead_letters(
+        &self,
+        q: &Arc<Queue>,
+        after: Option<(Millis, MessageId)>,
+        limit: usize,
+    ) -> Result<DeadPage> {
         let refs = self.dead_refs(q)?;
         let mut items = Vec::new();
         let mut next = None;

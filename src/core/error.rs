@@ -2,7 +2,11 @@
 
 use thiserror::Error;
 
-use crate::store::StoreError;
+/// A storage failure inside an engine. The message is for logs; dialects answer with their
+/// own "internal error".
+#[derive(Debug, Clone, Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
 
 #[derive(Debug, Error)]
 pub enum CoreError {
@@ -32,8 +36,8 @@ pub enum CoreError {
     InvalidArgument(String),
     #[error("too large: {0}")]
     TooLarge(String),
-    #[error("quota exceeded: {0}")]
-    QuotaExceeded(&'static str),
+    #[error("quota of {0} exceeded")]
+    QuotaExceeded(Quota),
     /// A consume with a tag rule different from the one fixed for the group.
     #[error("the group's tag rule is fixed and differs")]
     TagRuleChanged,
@@ -44,6 +48,24 @@ pub enum CoreError {
     ShuttingDown,
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),
+}
+
+/// What a quota limits (each dialect names its own error code after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// Queues per namespace (and region).
+    Queues,
+    /// Named consumer groups per queue.
+    Groups,
+}
+
+impl std::fmt::Display for Quota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Quota::Queues => "queues",
+            Quota::Groups => "groups",
+        })
+    }
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

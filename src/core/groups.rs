@@ -4,7 +4,7 @@
 //! failure counts and dead letters. A new group starts at the earliest retained message.
 
 use super::broker::{Broker, Queue};
-use super::error::{CoreError, Result};
+use super::error::{CoreError, Quota, Result};
 use super::model::{DEFAULT_GROUP, GroupInfo, GroupRecord, RetentionMode};
 use super::queue::ResetPosition;
 
@@ -29,7 +29,7 @@ impl Broker {
             if let Some(max) = max_groups
                 && existing.len() + names.len() > max
             {
-                return Err(CoreError::QuotaExceeded("groups"));
+                return Err(CoreError::QuotaExceeded(Quota::Groups));
             }
             let first_no = st.groups.keys().max().copied().unwrap_or(0) + 1;
             let mut out = Vec::new();
@@ -54,7 +54,7 @@ impl Broker {
     }
 
     /// The named groups of a queue with their counts, oldest first.
-    pub fn groups(&self, q: &Queue) -> Result<Vec<GroupInfo>> {
+    pub async fn groups(&self, q: &Queue) -> Result<Vec<GroupInfo>> {
         self.with_state(q, |st, _| {
             let mut out = Vec::new();
             for g in st.groups.values().filter(|g| g.no() != DEFAULT_GROUP) {
@@ -65,7 +65,7 @@ impl Broker {
     }
 
     /// Finds a named group by id (`g-…`, case-insensitive) or by name.
-    pub fn group_no(&self, q: &Queue, id_or_name: &str) -> Result<u32> {
+    pub async fn group_no(&self, q: &Queue, id_or_name: &str) -> Result<u32> {
         let key = id_or_name.trim();
         let st = q.state.lock();
         if st.deleted {
@@ -81,7 +81,7 @@ impl Broker {
     }
 
     /// The record of a named group.
-    pub fn group(&self, q: &Queue, no: u32) -> Result<GroupRecord> {
+    pub async fn group(&self, q: &Queue, no: u32) -> Result<GroupRecord> {
         let st = q.state.lock();
         st.group(no).map(|g| g.record.clone())
     }

@@ -94,7 +94,7 @@ impl Broker {
     }
 
     /// Looks a key up without taking its lock (per-message keys inside a batch).
-    pub fn idempotency_lookup(&self, ns: &str, capability: &str, key: &str) -> Option<([u8; 32], u16, Vec<u8>)> {
+    pub async fn idempotency_lookup(&self, ns: &str, capability: &str, key: &str) -> Option<([u8; 32], u16, Vec<u8>)> {
         let k: Key = (ns.to_string(), capability.to_string(), key.to_string());
         self.idempotency.get(&k, self.clock.now()).map(|r| (r.fingerprint, r.status, r.body))
     }

@@ -110,7 +110,7 @@ impl Broker {
     }
 
     /// Looks at up to `max` deliverable messages without leasing them.
-    pub fn peek(&self, q: &Queue, group: u32, max: usize) -> Result<Vec<Peeked>> {
+    pub async fn peek(&self, q: &Queue, group: u32, max: usize) -> Result<Vec<Peeked>> {
         let metas = self.with_state(q, |st, _| st.peek(group, max))?;
         let mut out = Vec::with_capacity(metas.len());
         for (meta, info) in metas {
@@ -159,6 +159,45 @@ impl Broker {
         self.with_state(q, |st, cx| st.nack(r.group, r.seq, r.lease, dead_now, cx))
     }
 
+    /// Settles a consumer's batch confirm in order (DMS and CTYun consumer groups). Each entry
+    /// is a handle (`None` when the dialect already refused it) and whether the consumer
+    /// succeeded. Entries count as successes while each is a success naming a live delivery;
+    /// the first entry that failed or names no live delivery, and every entry after it, count
+    /// as failures, and the live deliveries among them are released as failed (redelivered,
+    /// or dead-lettered at the group's limit; a dead letter, with `dead`, is available again).
+    /// Returns the number of successes; only a vanished queue is an error.
+    pub async fn confirm(&self, q: &Queue, group: u32, dead: bool, entries: &[(Option<&str>, bool)]) -> Result<u64> {
+        let mut success = 0u64;
+        let mut failed = false;
+        for (handle, ok) in entries {
+            if !failed && *ok {
+                let done = match handle {
+                    Some(h) if dead => self.settle_dead_in(q, Some(group), h, true).await,
+                    Some(h) => self.ack_in(q, Some(group), h).await,
+                    None => Err(CoreError::ReceiptMalformed),
+                };
+                match done {
+                    Ok(()) => {
+                        success += 1;
+                        continue;
+                    }
+                    Err(CoreError::QueueNotFound) => return Err(CoreError::QueueNotFound),
+                    Err(_) => {}
+                }
+            }
+            failed = true;
+            if let Some(h) = handle {
+                // Only live deliveries change; stale or foreign handles just count as failed.
+                let _ = if dead {
+                    self.settle_dead_in(q, Some(group), h, false).await
+                } else {
+                    self.nack_in(q, Some(group), h, false).await.map(|_| ())
+                };
+            }
+        }
+        Ok(success)
+    }
+
     /// Ack by message id (infrai): valid only while the message is leased in the group.
     pub async fn ack_id(&self, q: &Queue, group: u32, id: MessageId) -> Result<()> {
         self.with_state(q, |st, cx| {
@@ -201,7 +240,7 @@ impl Broker {
 
     /// Live counts of a group. For the default group, `dead` includes the queue's dead letters
     /// kept in other queues.
-    pub fn stats(&self, q: &Queue, group: u32) -> Result<GroupStats> {
+    pub async fn stats(&self, q: &Queue, group: u32) -> Result<GroupStats> {
         let mut s = self.with_state(q, |st, _| st.stats(group))?;
         if group == DEFAULT_GROUP {
             s.dead += self.dead_elsewhere(q);

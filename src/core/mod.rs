@@ -28,7 +28,7 @@ pub mod subscriptions;
 pub use broker::{Broker, CreateOutcome, Queue};
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use deadletters::{DeadPage, RedriveSelector};
-pub use error::{CoreError, Result};
+pub use error::{CoreError, Quota, Result, StoreError};
 pub use idempotency::{IdempotencyTicket, Idempotent};
 pub use queue::{ReceiveOptions, ResetPosition};
 pub use receipt::ReceiptKey;

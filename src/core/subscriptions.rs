@@ -10,7 +10,7 @@ use super::model::SubscriptionRecord;
 impl Broker {
     /// Stores a new subscription (durably).
     pub async fn subscribe(&self, rec: SubscriptionRecord) -> Result<()> {
-        self.queue_by_id(&rec.namespace, rec.queue_id)?;
+        self.queue_by_id(&rec.namespace, rec.queue_id).await?;
         self.store.put_subscription(&rec)?;
         self.subs.lock().insert(rec.id, rec);
         self.store.sync().await?;
@@ -27,24 +27,24 @@ impl Broker {
         Ok(true)
     }
 
-    pub fn subscription(&self, id: Uuid) -> Option<SubscriptionRecord> {
+    pub async fn subscription(&self, id: Uuid) -> Option<SubscriptionRecord> {
         self.subs.lock().get(&id).cloned()
     }
 
     /// Every subscription (start-up of the delivery workers).
-    pub fn subscriptions(&self) -> Vec<SubscriptionRecord> {
+    pub async fn subscriptions(&self) -> Vec<SubscriptionRecord> {
         self.subs.lock().values().cloned().collect()
     }
 
     /// The subscriptions of one queue, oldest first.
-    pub fn subscriptions_of(&self, q: &Queue) -> Vec<SubscriptionRecord> {
+    pub async fn subscriptions_of(&self, q: &Queue) -> Vec<SubscriptionRecord> {
         let mut v: Vec<_> = self.subs.lock().values().filter(|s| s.queue_id == q.id).cloned().collect();
         v.sort_by_key(|s| (s.created_at, s.id));
         v
     }
 
     /// The queue a subscription delivers from.
-    pub fn subscription_queue(&self, sub: &SubscriptionRecord) -> Result<std::sync::Arc<Queue>> {
-        self.queue_by_id(&sub.namespace, sub.queue_id).map_err(|_| CoreError::QueueNotFound)
+    pub async fn subscription_queue(&self, sub: &SubscriptionRecord) -> Result<std::sync::Arc<Queue>> {
+        self.queue_by_id(&sub.namespace, sub.queue_id).await.map_err(|_| CoreError::QueueNotFound)
     }
 }

@@ -62,8 +62,8 @@ impl PushManager {
     }
 
     /// Starts a worker for every stored subscription (server start).
-    pub fn start_all(self: &Arc<Self>) {
-        for sub in self.broker.subscriptions() {
+    pub async fn start_all(self: &Arc<Self>) {
+        for sub in self.broker.subscriptions().await {
             self.spawn(sub);
         }
     }
@@ -90,8 +90,8 @@ impl PushManager {
     }
 
     /// Stops the workers of subscriptions whose queue is gone.
-    pub fn forget_queue(&self, _ns: &str, _name: &str) {
-        let live: Vec<Uuid> = self.broker.subscriptions().iter().map(|s| s.id).collect();
+    pub async fn forget_queue(&self, _ns: &str, _name: &str) {
+        let live: Vec<Uuid> = self.broker.subscriptions().await.iter().map(|s| s.id).collect();
         self.workers.lock().retain(|id, h| {
             let keep = live.contains(id);
             if !keep {
@@ -120,10 +120,10 @@ impl PushManager {
     async fn run(self: Arc<Self>, sub: SubscriptionRecord) {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         loop {
-            if self.broker.is_shutting_down() || self.broker.subscription(sub.id).is_none() {
+            if self.broker.is_shutting_down() || self.broker.subscription(sub.id).await.is_none() {
                 return;
             }
-            let Ok(q) = self.broker.subscription_queue(&sub) else {
+            let Ok(q) = self.broker.subscription_queue(&sub).await else {
                 return;
             };
             let Ok(first) = slots.clone().acquire_owned().await else {

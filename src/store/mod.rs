@@ -40,17 +40,13 @@ pub use sled_store::{SledOptions, SledStore};
 use std::future::Future;
 use std::pin::Pin;
 
-use thiserror::Error;
 use uuid::Uuid;
 
 use crate::core::model::{
     DeliveryRecord, GroupRecord, IdempotencyRecord, MessageBody, MessageMeta, QueueRecord, SubscriptionRecord,
 };
 
-/// A storage failure. The message is for logs; dialects answer "internal error".
-#[derive(Debug, Clone, Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+pub use crate::core::StoreError;
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {

@@ -68,7 +68,7 @@ impl Env {
             CreateOutcome::Created(_) => {}
             CreateOutcome::Exists(_) => panic!("queue {name} exists"),
         }
-        self.broker.queue("t", name).unwrap()
+        self.broker.queue("t", name).await.unwrap()
     }
 }
 

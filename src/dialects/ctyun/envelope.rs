@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::core::CoreError;
+use crate::core::{CoreError, Quota};
 
 /// A successful answer, in the envelope its operation uses.
 pub enum Reply {
@@ -75,8 +75,8 @@ impl From<CoreError> for CtError {
             | CoreError::ReceiptStale => E::business("DMS.InvalidValue", "消息句柄无效或已过期"),
             CoreError::InvalidArgument(m) => E::invalid(format!("参数值无效: {m}")),
             CoreError::TooLarge(m) => E::business("DMS.MessageTooLarge", format!("消息大小超过限制: {m}")),
-            CoreError::QuotaExceeded("groups") => E::business("DMS.GroupQuotaExceeded", "消费组数量超过配额"),
-            CoreError::QuotaExceeded(_) => E::business("DMS.QueueQuotaExceeded", "队列数量超过配额"),
+            CoreError::QuotaExceeded(Quota::Groups) => E::business("DMS.GroupQuotaExceeded", "消费组数量超过配额"),
+            CoreError::QuotaExceeded(Quota::Queues) => E::business("DMS.QueueQuotaExceeded", "队列数量超过配额"),
             CoreError::TagRuleChanged => E::business("DMS.TagRuleChanged", "消费组的标签过滤规则不可更改"),
             CoreError::GroupBusy => E::business("DMS.GroupConsuming", "消费组存在正在消费的消息, 请使用 force 重置"),
             CoreError::ShuttingDown => E::business("DMS.ServiceUnavailable", "服务正在停止"),
@@ -141,7 +141,7 @@ pub fn failure(e: CtError, mirror: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::core::StoreError;
 
     #[test]
     fn every_core_error_is_a_900_with_a_stable_code() {
@@ -156,8 +156,8 @@ mod tests {
             (CoreError::ReceiptStale, "DMS.InvalidValue"),
             (CoreError::InvalidArgument("x".into()), "DMS.InvalidValue"),
             (CoreError::TooLarge("x".into()), "DMS.MessageTooLarge"),
-            (CoreError::QuotaExceeded("queues"), "DMS.QueueQuotaExceeded"),
-            (CoreError::QuotaExceeded("groups"), "DMS.GroupQuotaExceeded"),
+            (CoreError::QuotaExceeded(Quota::Queues), "DMS.QueueQuotaExceeded"),
+            (CoreError::QuotaExceeded(Quota::Groups), "DMS.GroupQuotaExceeded"),
             (CoreError::TagRuleChanged, "DMS.TagRuleChanged"),
             (CoreError::GroupBusy, "DMS.GroupConsuming"),
             (CoreError::ShuttingDown, "DMS.ServiceUnavailable"),

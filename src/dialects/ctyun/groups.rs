@@ -46,14 +46,14 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, CtError> {
     if entries.is_empty() {
         return Err(CtError::malformed("groups 不能为空"));
     }
-    let q = ctx.queue(&queue_id)?;
+    let q = ctx.queue(&queue_id).await?;
     let names: Vec<String> = entries.into_iter().map(|(n, _)| n).collect();
     if let Some(bad) = names.iter().find(|n| !valid_group_name(n)) {
         return Err(CtError::invalid(format!("消费组名称 {bad} 无效: 只能包含字母、数字、下划线和中划线, 长度 1-32")));
     }
     let created = ctx.st.broker.create_groups(&q, &names, Some(ctx.st.config.ctyun.max_groups)).await?;
     let all: Vec<Value> =
-        ctx.st.broker.groups(&q)?.iter().map(|g| json!({"id": g.record.id, "name": g.record.name})).collect();
+        ctx.st.broker.groups(&q).await?.iter().map(|g| json!({"id": g.record.id, "name": g.record.name})).collect();
     let mut m = Map::new();
     m.insert("regionId".into(), json!(region));
     m.insert("queueId".into(), json!(q.id().to_string()));
@@ -85,9 +85,9 @@ pub fn group_object(g: &GroupInfo, include_dead_letter: bool) -> Value {
 /// `querySpecifyQueueAllConsumerGroup` — every group with its counters; envelope D.
 pub async fn list(ctx: &Ctx) -> Result<Reply, CtError> {
     ctx.params.req_text("regionId")?;
-    let q = ctx.queue(&ctx.params.req_text("queueId")?)?;
+    let q = ctx.queue(&ctx.params.req_text("queueId")?).await?;
     let with_dl = boolean(ctx.params.text("includeDeadletter")?, "includeDeadletter")?;
-    let groups: Vec<Value> = ctx.st.broker.groups(&q)?.iter().map(|g| group_object(g, with_dl)).collect();
+    let groups: Vec<Value> = ctx.st.broker.groups(&q).await?.iter().map(|g| group_object(g, with_dl)).collect();
     let mut m = Map::new();
     m.insert("queue_id".into(), json!(q.id().to_string()));
     m.insert("queue_name".into(), json!(q.name()));
@@ -107,10 +107,10 @@ pub async fn remove(ctx: &Ctx) -> Result<Reply, CtError> {
     if entries.is_empty() {
         return Err(CtError::malformed("groups 不能为空"));
     }
-    let q = ctx.queue(&queue_id)?;
+    let q = ctx.queue(&queue_id).await?;
     let mut nos = Vec::new();
     for (key, _) in &entries {
-        nos.push(ctx.group(&q, key)?);
+        nos.push(ctx.group(&q, key).await?);
     }
     nos.sort_unstable();
     nos.dedup();
@@ -147,7 +147,7 @@ pub async fn reset(ctx: &Ctx) -> Result<Reply, CtError> {
         .filter(|s| !s.is_empty())
         .ok_or_else(|| CtError::malformed("缺少必填参数 config.timestamp"))?;
     let force = boolean(field_text(config, &["force"]), "force")?;
-    let (q, no, _) = ctx.queue_and_group(&info)?;
+    let (q, no, _) = ctx.queue_and_group(&info).await?;
     let pos = position(&ts, ctx.st.broker.now())?;
     ctx.st.broker.reset(&q, no, pos, force).await.map_err(|e| match e {
         CoreError::GroupBusy => CtError::from(CoreError::GroupBusy),

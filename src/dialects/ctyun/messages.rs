@@ -10,7 +10,7 @@ use super::envelope::{CtError, Reply};
 use super::handler::{self, Minted};
 use super::params::{clamped, field, field_text};
 use crate::core::model::{BodyKind, Delivery, MAX_TAGS, NewMessage, TagMode, TagRule};
-use crate::core::{CoreError, Queue, ReceiveOptions};
+use crate::core::{Queue, ReceiveOptions};
 
 /// A message body as sent: JSON bodies as themselves, text from other dialects as a JSON string.
 pub fn body_value(kind: BodyKind, bytes: &[u8]) -> Value {
@@ -78,7 +78,7 @@ pub async fn send(ctx: &Ctx) -> Result<Reply, CtError> {
         return Err(CtError::business("DMS.MessageTooLarge", format!("消息总大小超过 {limit} 字节")));
     }
     let msgs = list.iter().enumerate().map(|(i, m)| outgoing(m, i)).collect::<Result<Vec<_>, _>>()?;
-    let q = ctx.queue(&queue_id)?;
+    let q = ctx.queue(&queue_id).await?;
     let n = msgs.len();
     ctx.st.broker.publish(&q, msgs).await?;
     let states: Vec<Value> = (0..n).map(|_| json!({"error": null, "error_code": null, "state": 0})).collect();
@@ -159,7 +159,7 @@ pub async fn consume(ctx: &Ctx) -> Result<Reply, CtError> {
     let wait = clamped(&info, &["timeWait"], 1, 60, 3)?;
     let ack_wait = clamped(&info, &["ackWait"], 15, 300, 30)?;
     let rule = TagRule::new(filter_tags(&info)?, tag_mode(&info)?);
-    let (q, no, gid) = ctx.queue_and_group(&info)?;
+    let (q, no, gid) = ctx.queue_and_group(&info).await?;
     let opts = ReceiveOptions {
         lease_ms: Some(ack_wait * 1000),
         wait_ms: Some(wait * 1000),
@@ -202,41 +202,23 @@ async fn apply_confirm(
     entries: Vec<(String, bool)>,
     dead: bool,
 ) -> Result<Value, CtError> {
-    let group_id = ctx.st.broker.group(q, no)?.id;
-    let mut success = 0u64;
-    let mut failed = false;
-    for (h, ok) in &entries {
-        // The token's offset and group must be what its receipt names: an edited token is refused.
-        let receipt = handler::open(h)
-            .filter(|o| o.dead == dead)
-            .filter(|o| o.group.as_deref().is_none_or(|g| g.eq_ignore_ascii_case(&group_id)))
-            .filter(|o| o.offset.is_none_or(|off| ctx.st.broker.open_receipt(&o.receipt).is_ok_and(|r| r.seq == off)))
-            .map(|o| o.receipt);
-        if !failed && *ok {
-            let done = match &receipt {
-                Some(r) if dead => ctx.st.broker.settle_dead_in(q, Some(no), r, true).await,
-                Some(r) => ctx.st.broker.ack_in(q, Some(no), r).await,
-                None => Err(CoreError::ReceiptMalformed),
-            };
-            match done {
-                Ok(()) => {
-                    success += 1;
-                    continue;
-                }
-                Err(CoreError::QueueNotFound) => return Err(CoreError::QueueNotFound.into()),
-                Err(_) => {}
-            }
-        }
-        failed = true;
-        if let Some(r) = receipt {
-            // Only live deliveries change; stale or foreign handlers just count as failed.
-            let _ = if dead {
-                ctx.st.broker.settle_dead_in(q, Some(no), &r, false).await
-            } else {
-                ctx.st.broker.nack_in(q, Some(no), &r, false).await.map(|_| ())
-            };
-        }
-    }
+    let group_id = ctx.st.broker.group(q, no).await?.id;
+    // The token's offset and group must be what its receipt names: an edited token is refused.
+    let receipts: Vec<(Option<String>, bool)> = entries
+        .iter()
+        .map(|(h, ok)| {
+            let receipt = handler::open(h)
+                .filter(|o| o.dead == dead)
+                .filter(|o| o.group.as_deref().is_none_or(|g| g.eq_ignore_ascii_case(&group_id)))
+                .filter(|o| {
+                    o.offset.is_none_or(|off| ctx.st.broker.open_receipt(&o.receipt).is_ok_and(|r| r.seq == off))
+                })
+                .map(|o| o.receipt);
+            (receipt, *ok)
+        })
+        .collect();
+    let refs: Vec<(Option<&str>, bool)> = receipts.iter().map(|(r, ok)| (r.as_deref(), *ok)).collect();
+    let success = ctx.st.broker.confirm(q, no, dead, &refs).await?;
     Ok(json!({"success": success, "fail": entries.len() as u64 - success}))
 }
 
@@ -247,8 +229,8 @@ pub async fn confirm(ctx: &Ctx) -> Result<Reply, CtError> {
     let queue_id = ctx.params.req_text("queueId")?;
     let gid = ctx.params.req_text("consumerGroupId")?;
     let entries = confirm_entries(&ctx.params.req_json("message")?)?;
-    let q = ctx.queue(&queue_id)?;
-    let no = ctx.group(&q, &gid)?;
+    let q = ctx.queue(&queue_id).await?;
+    let no = ctx.group(&q, &gid).await?;
     Ok(Reply::B(apply_confirm(ctx, &q, no, entries, false).await?))
 }
 
@@ -262,7 +244,7 @@ pub async fn consume_dead(ctx: &Ctx) -> Result<Reply, CtError> {
     let max = clamped(&info, &["maxMsgs"], 1, 10, 10)? as usize;
     let wait = clamped(&info, &["timeWait"], 1, 60, 3)?;
     let ack_wait = clamped(&info, &["ackWait"], 15, 300, 30)?;
-    let (q, no, gid) = ctx.queue_and_group(&info)?;
+    let (q, no, gid) = ctx.queue_and_group(&info).await?;
     if q.record().config.dead_letter.is_none() {
         return Ok(Reply::B(json!([])));
     }
@@ -277,7 +259,7 @@ pub async fn confirm_dead(ctx: &Ctx) -> Result<Reply, CtError> {
     let info = ctx.params.req_json("consumedMessageInfo")?;
     let message = field(&info, &["message"]).ok_or_else(|| CtError::malformed("缺少必填参数 message"))?;
     let entries = confirm_entries(message)?;
-    let (q, no, _) = ctx.queue_and_group(&info)?;
+    let (q, no, _) = ctx.queue_and_group(&info).await?;
     Ok(Reply::B(apply_confirm(ctx, &q, no, entries, true).await?))
 }
 

@@ -105,36 +105,36 @@ pub struct Ctx {
 
 impl Ctx {
     /// The queue a `queueId` names in this namespace (unknown or malformed: 900 not found).
-    pub fn queue(&self, id: &str) -> Result<Arc<Queue>, CtError> {
+    pub async fn queue(&self, id: &str) -> Result<Arc<Queue>, CtError> {
         let id = Uuid::parse_str(id.trim()).map_err(|_| CtError::from(crate::core::CoreError::QueueNotFound))?;
-        Ok(self.st.broker.queue_by_id(&self.ns, id)?)
+        Ok(self.st.broker.queue_by_id(&self.ns, id).await?)
     }
 
     /// A named group of `q` by id (or name).
-    pub fn group(&self, q: &Queue, id: &str) -> Result<u32, CtError> {
-        Ok(self.st.broker.group_no(q, id)?)
+    pub async fn group(&self, q: &Queue, id: &str) -> Result<u32, CtError> {
+        Ok(self.st.broker.group_no(q, id).await?)
     }
 
     /// Finds the queue owning a group id when no queueId was given.
-    pub fn queue_of_group(&self, group_id: &str) -> Result<Arc<Queue>, CtError> {
-        self.st
-            .broker
-            .queues(&self.ns)
-            .into_iter()
-            .find(|q| self.st.broker.group_no(q, group_id).is_ok())
-            .ok_or_else(|| CtError::from(crate::core::CoreError::GroupNotFound))
+    pub async fn queue_of_group(&self, group_id: &str) -> Result<Arc<Queue>, CtError> {
+        for q in self.st.broker.queues(&self.ns).await {
+            if self.st.broker.group_no(&q, group_id).await.is_ok() {
+                return Ok(q);
+            }
+        }
+        Err(CtError::from(crate::core::CoreError::GroupNotFound))
     }
 
     /// The (queue, group) of a `consumerQueueInfo`/`consumedMessageInfo` object.
-    pub fn queue_and_group(&self, info: &serde_json::Value) -> Result<(Arc<Queue>, u32, String), CtError> {
+    pub async fn queue_and_group(&self, info: &serde_json::Value) -> Result<(Arc<Queue>, u32, String), CtError> {
         let gid = field_text(info, &["consumerGroupId"])
             .filter(|s| !s.is_empty())
             .ok_or_else(|| CtError::malformed("缺少必填参数 consumerGroupId"))?;
         let q = match field_text(info, &["queueId"]).filter(|s| !s.is_empty()) {
-            Some(qid) => self.queue(&qid)?,
-            None => self.queue_of_group(&gid)?,
+            Some(qid) => self.queue(&qid).await?,
+            None => self.queue_of_group(&gid).await?,
         };
-        let no = self.group(&q, &gid)?;
+        let no = self.group(&q, &gid).await?;
         Ok((q, no, gid))
     }
 }

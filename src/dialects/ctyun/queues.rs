@@ -116,14 +116,14 @@ fn include_dead_letter(ctx: &Ctx) -> Result<bool, CtError> {
 pub async fn list(ctx: &Ctx) -> Result<Reply, CtError> {
     let region = ctx.params.req_text("regionId")?;
     let with_dl = include_dead_letter(ctx)?;
-    let mut infos: Vec<QueueInfo> = ctx
-        .st
-        .broker
-        .queues(&ctx.ns)
-        .iter()
-        .filter(|q| crate::core::Broker::in_region(q, &region))
-        .filter_map(|q| ctx.st.broker.info(q).ok())
-        .collect();
+    let mut infos: Vec<QueueInfo> = Vec::new();
+    for q in ctx.st.broker.queues(&ctx.ns).await {
+        if crate::core::Broker::in_region(&q, &region)
+            && let Ok(info) = ctx.st.broker.info(&q).await
+        {
+            infos.push(info);
+        }
+    }
     infos.sort_by_key(|i| (i.record.created_at, i.record.name.clone()));
     let queues: Vec<Value> = infos.iter().map(|i| queue_object(i, with_dl)).collect();
     let mut m = Map::new();
@@ -137,24 +137,24 @@ pub async fn show(ctx: &Ctx) -> Result<Reply, CtError> {
     ctx.params.req_text("regionId")?;
     let queue_id = ctx.params.req_text("queueId")?;
     let with_dl = include_dead_letter(ctx)?;
-    let q = ctx.queue(&queue_id)?;
-    let info = ctx.st.broker.info(&q)?;
+    let q = ctx.queue(&queue_id).await?;
+    let info = ctx.st.broker.info(&q).await?;
     Ok(Reply::B(queue_object(&info, with_dl)))
 }
 
 /// `removeQueue` — the queue with its groups, messages and dead letters; envelope C.
 pub async fn remove(ctx: &Ctx) -> Result<Reply, CtError> {
     ctx.params.req_text("regionId")?;
-    let q = ctx.queue(&ctx.params.req_text("queueId")?)?;
+    let q = ctx.queue(&ctx.params.req_text("queueId")?).await?;
     ctx.st.broker.delete_queue(&q).await?;
-    ctx.st.push.forget_queue(&ctx.ns, q.name());
+    ctx.st.push.forget_queue(&ctx.ns, q.name()).await;
     Ok(Reply::C)
 }
 
 /// `queryQuota` — the queue quota and its live use in the region; envelope D.
 pub async fn quota(ctx: &Ctx) -> Result<Reply, CtError> {
     let region = ctx.params.req_text("regionId")?;
-    let used = ctx.st.broker.queue_count_in(&ctx.ns, Some(&region));
+    let used = ctx.st.broker.queue_count_in(&ctx.ns, Some(&region)).await;
     let quota = ctx.st.config.ctyun.max_queues;
     let mut m = Map::new();
     m.insert(

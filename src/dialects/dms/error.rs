@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::core::CoreError;
+use crate::core::{CoreError, Quota};
 use crate::http::request_id;
 
 #[derive(Debug, Clone)]
@@ -58,10 +58,12 @@ impl From<CoreError> for DmsError {
             | CoreError::ReceiptStale => DmsError::bad("10542209", "The handler is invalid, expired or already used."),
             CoreError::InvalidArgument(m) => DmsError::bad("10540010", m),
             CoreError::TooLarge(m) => DmsError::bad("10540011", m),
-            CoreError::QuotaExceeded("groups") => {
+            CoreError::QuotaExceeded(Quota::Groups) => {
                 DmsError::bad("10240019", "The number of consumer groups exceeds the limit of 3.")
             }
-            CoreError::QuotaExceeded(_) => DmsError::bad("10240020", "The number of queues exceeds the quota."),
+            CoreError::QuotaExceeded(Quota::Queues) => {
+                DmsError::bad("10240020", "The number of queues exceeds the quota.")
+            }
             CoreError::TagRuleChanged => {
                 DmsError::bad("10542204", "Consume failed: the consumer group's tag rule cannot change.")
             }
@@ -92,7 +94,7 @@ impl IntoResponse for DmsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::core::StoreError;
 
     #[test]
     fn every_core_error_has_a_dms_code() {
@@ -107,8 +109,8 @@ mod tests {
             (CoreError::ReceiptStale, 400, "10542209"),
             (CoreError::InvalidArgument("x".into()), 400, "10540010"),
             (CoreError::TooLarge("x".into()), 400, "10540011"),
-            (CoreError::QuotaExceeded("queues"), 400, "10240020"),
-            (CoreError::QuotaExceeded("groups"), 400, "10240019"),
+            (CoreError::QuotaExceeded(Quota::Queues), 400, "10240020"),
+            (CoreError::QuotaExceeded(Quota::Groups), 400, "10240019"),
             (CoreError::TagRuleChanged, 400, "10542204"),
             (CoreError::GroupBusy, 400, "10540010"),
             (CoreError::ShuttingDown, 503, "10250003"),

@@ -28,7 +28,7 @@ pub async fn create(ctx: &Ctx, queue: &str) -> Result<Response, DmsError> {
         }
         names.push(name.to_string());
     }
-    let q = ctx.queue(queue)?;
+    let q = ctx.queue(queue).await?;
     let created = ctx.st.broker.create_groups(&q, &names, Some(ctx.st.config.dms.max_groups)).await?;
     let groups: Vec<Value> = created.iter().map(|g| json!({"id": g.id, "name": g.name})).collect();
     Ok(json(StatusCode::CREATED, json!({"groups": groups})))
@@ -39,8 +39,8 @@ pub async fn list(ctx: &Ctx, queue: &str) -> Result<Response, DmsError> {
     let with_dl = flag(ctx, "include_deadletter")?;
     flag(ctx, "include_messages_num")?;
     let page = |n: &str| ctx.param(n).and_then(|v| v.trim().parse::<usize>().ok()).filter(|v| *v >= 1);
-    let q = ctx.queue(queue)?;
-    let infos = ctx.st.broker.groups(&q)?;
+    let q = ctx.queue(queue).await?;
+    let infos = ctx.st.broker.groups(&q).await?;
     let mut groups: Vec<Value> = infos.iter().map(|g| group_object(g, with_dl)).collect();
     // Paging only when both parameters are valid; otherwise every group.
     if let (Some(size), Some(current)) = (page("page_size"), page("current_page")) {
@@ -55,8 +55,8 @@ pub async fn list(ctx: &Ctx, queue: &str) -> Result<Response, DmsError> {
 
 /// `DELETE P/queues/{id}/groups/{group}` → 204.
 pub async fn delete(ctx: &Ctx, queue: &str, group: &str) -> Result<Response, DmsError> {
-    let q = ctx.queue(queue)?;
-    let no = ctx.group(&q, group)?;
+    let q = ctx.queue(queue).await?;
+    let no = ctx.group(&q, group).await?;
     ctx.st.broker.delete_groups(&q, &[no]).await?;
     Ok(no_content())
 }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::error::DmsError;
 use super::{Ctx, json};
+use crate::core::ReceiveOptions;
 use crate::core::model::{Delivery, MAX_TAGS, NewMessage, TagMode, TagRule};
-use crate::core::{CoreError, ReceiveOptions};
 use crate::dialects::ctyun::messages::{attributes_value, body_value};
 
 fn valid_tag(t: &str) -> bool {
@@ -64,7 +64,7 @@ pub async fn send(ctx: &Ctx, queue: &str) -> Result<Response, DmsError> {
         return Err(DmsError::bad("10540011", format!("The messages total {size} bytes; the limit is {limit}.")));
     }
     let msgs = list.iter().enumerate().map(|(i, m)| outgoing(m, i)).collect::<Result<Vec<_>, _>>()?;
-    let q = ctx.queue(queue)?;
+    let q = ctx.queue(queue).await?;
     let metas = ctx.st.broker.publish(&q, msgs).await?;
     let results: Vec<Value> = metas
         .iter()
@@ -134,8 +134,8 @@ pub async fn consume(ctx: &Ctx, queue: &str, group: &str, dead: bool) -> Result<
     let wait = number(ctx, "time_wait", 1, 60, 3, "10240021")?;
     let ack_wait = number(ctx, "ack_wait", 15, 300, 30, "10542206")?;
     let filter = if dead { None } else { Some(rule(ctx)?) };
-    let q = ctx.queue(queue)?;
-    let no = ctx.group(&q, group)?;
+    let q = ctx.queue(queue).await?;
+    let no = ctx.group(&q, group).await?;
     let limit = Some(ctx.st.config.dms.max_message_bytes);
     let got = if dead {
         let cfg = q.record().config;
@@ -184,30 +184,9 @@ pub async fn ack(ctx: &Ctx, queue: &str, group: &str, dead: bool) -> Result<Resp
         };
         parsed.push((handler.to_string(), ok));
     }
-    let q = ctx.queue(queue)?;
-    let no = ctx.group(&q, group)?;
-    let b = &ctx.st.broker;
-    let mut success = 0u64;
-    let mut failed = false;
-    for (h, ok) in &parsed {
-        if !failed && *ok {
-            let r = if dead { b.settle_dead_in(&q, Some(no), h, true).await } else { b.ack_in(&q, Some(no), h).await };
-            match r {
-                Ok(()) => {
-                    success += 1;
-                    continue;
-                }
-                Err(CoreError::QueueNotFound) => return Err(CoreError::QueueNotFound.into()),
-                Err(_) => {}
-            }
-        }
-        failed = true;
-        // Stale, foreign or garbage handlers just count as failed.
-        let _ = if dead {
-            b.settle_dead_in(&q, Some(no), h, false).await
-        } else {
-            b.nack_in(&q, Some(no), h, false).await.map(|_| ())
-        };
-    }
+    let q = ctx.queue(queue).await?;
+    let no = ctx.group(&q, group).await?;
+    let refs: Vec<(Option<&str>, bool)> = parsed.iter().map(|(h, ok)| (Some(h.as_str()), *ok)).collect();
+    let success = ctx.st.broker.confirm(&q, no, dead, &refs).await?;
     Ok(json(StatusCode::OK, json!({"success": success, "fail": parsed.len() as u64 - success})))
 }

@@ -103,17 +103,17 @@ impl Ctx {
     }
 
     /// The queue a path id names in the caller's project.
-    pub fn queue(&self, id: &str) -> Result<Arc<Queue>, DmsError> {
+    pub async fn queue(&self, id: &str) -> Result<Arc<Queue>, DmsError> {
         let id = Uuid::parse_str(id.trim()).map_err(|_| DmsError::bad("10240015", "The queue ID is invalid."))?;
-        Ok(self.st.broker.queue_by_id(&self.tenant.name, id)?)
+        Ok(self.st.broker.queue_by_id(&self.tenant.name, id).await?)
     }
 
     /// A consumer group of `q` by its id.
-    pub fn group(&self, q: &Queue, id: &str) -> Result<u32, DmsError> {
+    pub async fn group(&self, q: &Queue, id: &str) -> Result<u32, DmsError> {
         if !id.starts_with("g-") && Uuid::parse_str(id).is_err() {
             return Err(DmsError::bad("10240016", "The consumer group ID is invalid."));
         }
-        Ok(self.st.broker.group_no(q, id)?)
+        Ok(self.st.broker.group_no(q, id).await?)
     }
 }
 

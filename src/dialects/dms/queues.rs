@@ -154,8 +154,12 @@ pub async fn create(ctx: &Ctx) -> Result<Response, DmsError> {
 /// `GET P/queues?include_deadletter=` → `{total, queues}` (oldest first).
 pub async fn list(ctx: &Ctx) -> Result<Response, DmsError> {
     let with_dl = flag(ctx, "include_deadletter")?;
-    let mut infos: Vec<QueueInfo> =
-        ctx.st.broker.queues(&ctx.tenant.name).iter().filter_map(|q| ctx.st.broker.info(q).ok()).collect();
+    let mut infos: Vec<QueueInfo> = Vec::new();
+    for q in ctx.st.broker.queues(&ctx.tenant.name).await {
+        if let Ok(info) = ctx.st.broker.info(&q).await {
+            infos.push(info);
+        }
+    }
     infos.sort_by_key(|i| (i.record.created_at, i.record.name.clone()));
     let queues: Vec<Value> = infos.iter().map(|i| queue_object(ctx, i, with_dl)).collect();
     Ok(json(StatusCode::OK, json!({"total": queues.len(), "queues": queues})))
@@ -164,22 +168,22 @@ pub async fn list(ctx: &Ctx) -> Result<Response, DmsError> {
 /// `GET P/queues/{id}?include_deadletter=`
 pub async fn show(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
     let with_dl = flag(ctx, "include_deadletter")?;
-    let q = ctx.queue(id)?;
-    let info = ctx.st.broker.info(&q)?;
+    let q = ctx.queue(id).await?;
+    let info = ctx.st.broker.info(&q).await?;
     Ok(json(StatusCode::OK, queue_object(ctx, &info, with_dl)))
 }
 
 /// `DELETE P/queues/{id}` → 204.
 pub async fn delete(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
-    let q = ctx.queue(id)?;
+    let q = ctx.queue(id).await?;
     ctx.st.broker.delete_queue(&q).await?;
-    ctx.st.push.forget_queue(&ctx.tenant.name, q.name());
+    ctx.st.push.forget_queue(&ctx.tenant.name, q.name()).await;
     Ok(no_content())
 }
 
 /// `GET /v2/{p}/quotas` and `GET /v1.0/{p}/quotas/dms`.
 pub async fn quotas(ctx: &Ctx) -> Result<Response, DmsError> {
-    let used = ctx.st.broker.queue_count(&ctx.tenant.name);
+    let used = ctx.st.broker.queue_count(&ctx.tenant.name).await;
     let quota = ctx.st.config.dms.max_queues;
     Ok(json(
         StatusCode::OK,
@@ -227,7 +231,7 @@ pub async fn tag_action(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
     if action != "create" && action != "delete" {
         return Err(DmsError::bad("10540010", "action must be create or delete."));
     }
-    let q = ctx.queue(id)?;
+    let q = ctx.queue(id).await?;
     ctx.st
         .broker
         .update_queue(&q, |c| {
@@ -249,7 +253,7 @@ pub async fn tag_action(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
 
 /// `GET P/queue/{id}/tags` → `{tags: [{key, value}]}`.
 pub async fn tags(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
-    let q = ctx.queue(id)?;
+    let q = ctx.queue(id).await?;
     let tags: Vec<Value> = q.record().config.labels.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
     Ok(json(StatusCode::OK, json!({"tags": tags})))
 }
@@ -257,7 +261,7 @@ pub async fn tags(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
 /// `GET P/queue/tags` → `{tags: [{key, values}]}` over every queue of the project.
 pub async fn project_tags(ctx: &Ctx) -> Result<Response, DmsError> {
     let mut all: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for q in ctx.st.broker.queues(&ctx.tenant.name) {
+    for q in ctx.st.broker.queues(&ctx.tenant.name).await {
         for (k, v) in q.record().config.labels {
             let values = all.entry(k).or_default();
             if !values.contains(&v) {

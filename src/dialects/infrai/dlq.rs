@@ -22,7 +22,7 @@ pub async fn list(
     QueuePath(name): QueuePath,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     let limit = parse_limit(query.get("limit"), 100)?;
     let after = match query.get("cursor").filter(|c| !c.is_empty()) {
         Some(c) => {
@@ -35,7 +35,7 @@ pub async fn list(
         }
         None => None,
     };
-    let page = st.broker.dead_letters(&q, after, limit).map_err(|e| ApiError::core(e, &name))?;
+    let page = st.broker.dead_letters(&q, after, limit).await.map_err(|e| ApiError::core(e, &name))?;
     let items: Vec<Value> = page.items.iter().map(dead_letter).collect();
     let mut out = json!({"items": items});
     if let Some((at, id)) = page.next {
@@ -53,7 +53,7 @@ pub async fn redrive(
     headers: HeaderMap,
     OptionalBody(b): OptionalBody,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     let max = b.opt_int("max_messages", 1, 100_000)?.unwrap_or(1000) as usize;
     let sel = if let Some(id) = b.opt_str("message_id")? {
         let parsed = MessageId::parse(id).ok_or_else(|| {

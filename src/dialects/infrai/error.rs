@@ -104,7 +104,8 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::core::Quota;
+    use crate::core::StoreError;
 
     /// Every core error has one infrai rendering (the `From` match is exhaustive; this pins them).
     #[test]
@@ -120,7 +121,7 @@ mod tests {
             (CoreError::ReceiptStale, 409, "MESSAGE_NOT_IN_FLIGHT"),
             (CoreError::InvalidArgument("x".into()), 400, "INVALID_ARGUMENT"),
             (CoreError::TooLarge("x".into()), 413, "PAYLOAD_TOO_LARGE"),
-            (CoreError::QuotaExceeded("queues"), 400, "INVALID_ARGUMENT"),
+            (CoreError::QuotaExceeded(Quota::Queues), 400, "INVALID_ARGUMENT"),
             (CoreError::TagRuleChanged, 400, "INVALID_ARGUMENT"),
             (CoreError::GroupBusy, 409, "MESSAGE_NOT_IN_FLIGHT"),
             (CoreError::ShuttingDown, 503, "UNAVAILABLE"),

@@ -58,9 +58,13 @@ fn outgoing(st: &AppState, queue: &str, m: &Map<String, Value>, at: &str) -> Res
     })
 }
 
-fn queue_of(st: &AppState, ns: &str, b: &Map<String, Value>) -> Result<(String, std::sync::Arc<Queue>), ApiError> {
+async fn queue_of(
+    st: &AppState,
+    ns: &str,
+    b: &Map<String, Value>,
+) -> Result<(String, std::sync::Arc<Queue>), ApiError> {
     let name = b.req_str("queue")?.to_string();
-    let q = st.broker.queue(ns, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(ns, &name).await.map_err(|e| ApiError::core(e, &name))?;
     Ok((name, q))
 }
 
@@ -73,7 +77,7 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     let name = b.req_str("queue")?.to_string();
     let out = outgoing(&st, &name, &b, "")?;
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     Ok(once(&st, &t.name, PUBLISH, "", &b, &headers, || async {
         let metas = st.broker.publish(&q, vec![out.msg]).await.map_err(|e| ApiError::core(e, &name))?;
         Ok((StatusCode::CREATED, json!({"message_id": metas[0].id.to_string()})))
@@ -109,14 +113,14 @@ pub async fn publish_batch(
             e
         })?);
     }
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     Ok(once(&st, &t.name, "queue.publish_batch", "", &b, &headers, || async {
         // Entries whose own key was seen before keep their first id; the rest publish together.
         let mut ids: Vec<Option<String>> = vec![None; outs.len()];
         let mut fresh = Vec::new();
         for (i, o) in outs.iter().enumerate() {
             if let Some(k) = &o.key
-                && let Some((fp, _, body)) = st.broker.idempotency_lookup(&t.name, PUBLISH, k)
+                && let Some((fp, _, body)) = st.broker.idempotency_lookup(&t.name, PUBLISH, k).await
             {
                 if fp != o.fingerprint {
                     return Err(ApiError::new(
@@ -160,7 +164,7 @@ pub async fn publish_batch(
 
 /// `POST /v1/queue/consume`
 pub async fn consume(State(st): State<AppState>, Caller(t): Caller, Body(b): Body) -> Result<Response, ApiError> {
-    let (name, q) = queue_of(&st, &t.name, &b)?;
+    let (name, q) = queue_of(&st, &t.name, &b).await?;
     let max = b.opt_int("max_messages", 1, 100)?.unwrap_or(1) as usize;
     let lease = b.opt_int("visibility_timeout", 1, 43_200)?;
     let wait = b.opt_int("wait_seconds", 0, 20)?.unwrap_or(0);
@@ -191,7 +195,7 @@ pub async fn ack(
     headers: HeaderMap,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    let (name, q) = queue_of(&st, &t.name, &b)?;
+    let (name, q) = queue_of(&st, &t.name, &b).await?;
     let (raw, id) = message_id(&b)?;
     Ok(once(&st, &t.name, "queue.ack", "", &b, &headers, || async {
         let id = id.ok_or_else(|| not_found(&raw))?;
@@ -211,7 +215,7 @@ pub async fn nack(
     headers: HeaderMap,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    let (name, q) = queue_of(&st, &t.name, &b)?;
+    let (name, q) = queue_of(&st, &t.name, &b).await?;
     let (raw, id) = message_id(&b)?;
     let requeue = b.opt_bool("requeue")?.unwrap_or(true);
     Ok(once(&st, &t.name, "queue.nack", "", &b, &headers, || async {

@@ -23,7 +23,7 @@ pub async fn subscribe(
     headers: HeaderMap,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     let url = match (b.opt_str("url")?, b.opt_str("forward_to")?) {
         (Some(u), _) | (None, Some(u)) if !u.is_empty() => u.to_string(),
         _ => return Err(ApiError::invalid("url is required")),
@@ -38,6 +38,7 @@ pub async fn subscribe(
         Some(d) => Some(
             st.broker
                 .queue(&t.name, d)
+                .await
                 .map_err(|_| {
                     ApiError::new(
                         StatusCode::NOT_FOUND,
@@ -77,27 +78,25 @@ pub async fn list(
     Caller(t): Caller,
     QueuePath(name): QueuePath,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
-    let items: Vec<Value> = st
-        .broker
-        .subscriptions_of(&q)
-        .iter()
-        .map(|s| {
-            let mut v = json!({
-                "subscription_id": s.id.to_string(),
-                "queue": name,
-                "url": s.url,
-                "max_retries": s.max_retries,
-                "visibility_timeout": s.visibility_timeout_secs,
-                "signed": s.secret.is_some(),
-                "created_at": rfc3339(s.created_at),
-            });
-            if let Some(d) = s.dead_letter_queue.and_then(|id| st.broker.queue_by_id(&t.name, id).ok()) {
-                v["dead_letter_queue"] = json!(d.name());
-            }
-            v
-        })
-        .collect();
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
+    let mut items: Vec<Value> = Vec::new();
+    for s in st.broker.subscriptions_of(&q).await {
+        let mut v = json!({
+            "subscription_id": s.id.to_string(),
+            "queue": name,
+            "url": s.url,
+            "max_retries": s.max_retries,
+            "visibility_timeout": s.visibility_timeout_secs,
+            "signed": s.secret.is_some(),
+            "created_at": rfc3339(s.created_at),
+        });
+        if let Some(id) = s.dead_letter_queue
+            && let Ok(d) = st.broker.queue_by_id(&t.name, id).await
+        {
+            v["dead_letter_queue"] = json!(d.name());
+        }
+        items.push(v);
+    }
     Ok(axum::Json(json!({"items": items})).into_response())
 }
 
@@ -108,9 +107,10 @@ pub async fn unsubscribe(
     QueuePath(name): QueuePath,
     params: RawPathParams,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     let raw = path_param(&params, "subscription").unwrap_or_default();
-    let id = Uuid::parse_str(&raw).ok().filter(|id| st.broker.subscriptions_of(&q).iter().any(|s| s.id == *id));
+    let subs = st.broker.subscriptions_of(&q).await;
+    let id = Uuid::parse_str(&raw).ok().filter(|id| subs.iter().any(|s| s.id == *id));
     let deleted = match id {
         Some(id) => st.push.unsubscribe(id).await.map_err(|e| ApiError::core(e, &name))?,
         None => false,

@@ -24,18 +24,18 @@ pub fn valid_name(name: &str) -> bool {
 const DEFAULT_MAX_RETRIES: i64 = 5;
 
 /// Resolves a dead-letter queue name to a target in the tenant.
-fn dlq_target(broker: &Broker, ns: &str, this: Option<&str>, name: &str) -> Result<DeadLetterTarget, ApiError> {
+async fn dlq_target(broker: &Broker, ns: &str, this: Option<&str>, name: &str) -> Result<DeadLetterTarget, ApiError> {
     if Some(name) == this {
         return Err(ApiError::invalid("dead_letter_queue must not be the queue itself"));
     }
-    let q = broker.queue(ns, name).map_err(|_| {
+    let q = broker.queue(ns, name).await.map_err(|_| {
         ApiError::new(StatusCode::NOT_FOUND, "QUEUE_NOT_FOUND", format!("dead_letter_queue '{name}' does not exist"))
     })?;
     Ok(DeadLetterTarget::Queue(q.id()))
 }
 
 /// Applies the tunable fields of a create/update body to a configuration.
-fn apply_fields(
+async fn apply_fields(
     broker: &Broker,
     ns: &str,
     this: &str,
@@ -52,7 +52,7 @@ fn apply_fields(
     match b.get("dead_letter_queue") {
         Some(Value::Null) => policy.target = DeadLetterTarget::Own,
         Some(Value::String(s)) if s.is_empty() => policy.target = DeadLetterTarget::Own,
-        Some(Value::String(s)) => policy.target = dlq_target(broker, ns, Some(this), s)?,
+        Some(Value::String(s)) => policy.target = dlq_target(broker, ns, Some(this), s).await?,
         Some(_) => return Err(ApiError::invalid("dead_letter_queue must be a string")),
         None => {}
     }
@@ -98,10 +98,10 @@ pub async fn create(
         priority: false,
         ..QueueConfig::default()
     };
-    apply_fields(&st.broker, &t.name, &name, &b, &mut cfg)?;
+    apply_fields(&st.broker, &t.name, &name, &b, &mut cfg).await?;
     Ok(once(&st, &t.name, "queue.create", "", &b, &headers, || async {
         match st.broker.create_queue(&t.name, &name, cfg, None).await {
-            Ok(CreateOutcome::Created(rec)) => Ok((StatusCode::CREATED, queue_record(&st.broker, &rec))),
+            Ok(CreateOutcome::Created(rec)) => Ok((StatusCode::CREATED, queue_record(&st.broker, &rec).await)),
             Ok(CreateOutcome::Exists(_)) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "QUEUE_ALREADY_EXISTS",
@@ -120,8 +120,8 @@ pub async fn get(
     Caller(t): Caller,
     QueuePath(name): QueuePath,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
-    Ok(axum::Json(queue_record(&st.broker, &q.record())).into_response())
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
+    Ok(axum::Json(queue_record(&st.broker, &q.record()).await).into_response())
 }
 
 /// `GET /v1/queue/list?cursor=&limit=`
@@ -131,8 +131,11 @@ pub async fn list(State(st): State<AppState>, Caller(t): Caller, query: QueryPar
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?),
         None => None,
     };
-    let (queues, more) = st.broker.list_queues(&t.name, "", after.as_deref(), limit);
-    let items: Vec<Value> = queues.iter().map(|q| queue_record(&st.broker, &q.record())).collect();
+    let (queues, more) = st.broker.list_queues(&t.name, "", after.as_deref(), limit).await;
+    let mut items: Vec<Value> = Vec::with_capacity(queues.len());
+    for q in &queues {
+        items.push(queue_record(&st.broker, &q.record()).await);
+    }
     let mut out = json!({"items": items});
     if more && let Some(last) = queues.last() {
         out["next_cursor"] = json!(encode_cursor(last.name()));
@@ -159,7 +162,7 @@ pub async fn update(
     headers: HeaderMap,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     if let Some(n) = b.opt_str("name")?
         && n != name
     {
@@ -172,7 +175,7 @@ pub async fn update(
         return Err(ApiError::invalid("type cannot be changed"));
     }
     let mut cfg = current;
-    apply_fields(&st.broker, &t.name, &name, &b, &mut cfg)?;
+    apply_fields(&st.broker, &t.name, &name, &b, &mut cfg).await?;
     Ok(once(&st, &t.name, "queue.update", &name, &b, &headers, || async {
         let rec = st
             .broker
@@ -182,7 +185,7 @@ pub async fn update(
             })
             .await
             .map_err(|e| ApiError::core(e, &name))?;
-        Ok((StatusCode::OK, queue_record(&st.broker, &rec)))
+        Ok((StatusCode::OK, queue_record(&st.broker, &rec).await))
     })
     .await)
 }
@@ -200,7 +203,7 @@ pub async fn delete(
         b.entry("idempotency_key").or_insert_with(|| json!(k));
     }
     once(&st, &t.name, "queue.delete", &name, &b, &headers, || async {
-        let deleted = match st.broker.queue(&t.name, &name) {
+        let deleted = match st.broker.queue(&t.name, &name).await {
             Ok(q) => match st.broker.delete_queue(&q).await {
                 Ok(()) => true,
                 Err(CoreError::QueueNotFound) => false,
@@ -209,7 +212,7 @@ pub async fn delete(
             Err(_) => false,
         };
         if deleted {
-            st.push.forget_queue(&t.name, &name);
+            st.push.forget_queue(&t.name, &name).await;
         }
         Ok((StatusCode::OK, json!({"queue": name, "deleted": deleted})))
     })
@@ -224,7 +227,7 @@ pub async fn purge(
     headers: HeaderMap,
     OptionalBody(b): OptionalBody,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     Ok(once(&st, &t.name, "queue.purge", &name, &b, &headers, || async {
         let n = st.broker.purge(&q).await.map_err(|e| ApiError::core(e, &name))?;
         Ok((StatusCode::OK, json!({"queue": name, "purged": n})))
@@ -238,7 +241,7 @@ pub async fn stats_of(
     Caller(t): Caller,
     QueuePath(name): QueuePath,
 ) -> Result<Response, ApiError> {
-    let q = st.broker.queue(&t.name, &name).map_err(|e| ApiError::core(e, &name))?;
-    let s = st.broker.stats(&q, DEFAULT_GROUP).map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
+    let s = st.broker.stats(&q, DEFAULT_GROUP).await.map_err(|e| ApiError::core(e, &name))?;
     Ok(axum::Json(stats(&name, &s, st.broker.now())).into_response())
 }

@@ -47,14 +47,14 @@ fn days(secs: u64) -> Value {
 }
 
 /// `QueueRecord`.
-pub fn queue_record(broker: &Broker, rec: &QueueRecord) -> Value {
+pub async fn queue_record(broker: &Broker, rec: &QueueRecord) -> Value {
     let c = &rec.config;
     let mut m = Map::new();
     m.insert("queue".into(), json!(rec.name));
     m.insert("type".into(), json!(if c.kind == QueueKind::Fifo { "fifo" } else { "standard" }));
     if let Some(p) = &c.dead_letter
         && let DeadLetterTarget::Queue(id) = p.target
-        && let Ok(q) = broker.queue_by_id(&rec.namespace, id)
+        && let Ok(q) = broker.queue_by_id(&rec.namespace, id).await
     {
         m.insert("dead_letter_queue".into(), json!(q.name()));
     }

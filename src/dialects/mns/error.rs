@@ -111,7 +111,8 @@ impl IntoResponse for MnsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::core::Quota;
+    use crate::core::StoreError;
 
     /// Every core error has one MNS rendering (the `From` match is exhaustive; this pins the codes).
     #[test]
@@ -127,7 +128,7 @@ mod tests {
             (CoreError::ReceiptStale, 404, "MessageNotExist"),
             (CoreError::InvalidArgument("x".into()), 400, "InvalidArgument"),
             (CoreError::TooLarge("x".into()), 400, "InvalidArgument"),
-            (CoreError::QuotaExceeded("queues"), 400, "InvalidArgument"),
+            (CoreError::QuotaExceeded(Quota::Queues), 400, "InvalidArgument"),
             (CoreError::TagRuleChanged, 400, "InvalidArgument"),
             (CoreError::GroupBusy, 400, "InvalidArgument"),
             (CoreError::ShuttingDown, 503, "ServiceUnavailable"),

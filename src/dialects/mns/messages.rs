@@ -50,7 +50,7 @@ fn message_of(e: &Element, max_size: u64) -> Result<NewMessage, MnsError> {
 
 /// `POST` — `<Message>` (SendMessage) or `<Messages>` (BatchSendMessage).
 pub async fn send(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
-    let q = lookup(ctx, name)?;
+    let q = lookup(ctx, name).await?;
     let root = parse(&ctx.body).map_err(MnsError::malformed)?;
     let max_size = q.record().config.max_message_bytes;
     match root.name.as_str() {
@@ -148,12 +148,12 @@ pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
             _ => return Err(MnsError::range("waitseconds", 0, 30, "seconds")),
         },
     };
-    let q = lookup(ctx, name)?;
+    let q = lookup(ctx, name).await?;
     // The Node SDK gives up on a socket idle for 30 s: answer a 30 s poll a little earlier.
     let wait = Some(wait.unwrap_or(q.record().config.polling_wait_secs * 1000).min(MAX_POLL_MS));
     let n = batch.unwrap_or(1);
     if peek {
-        let got = ctx.st.broker.peek(&q, DEFAULT_GROUP, n)?;
+        let got = ctx.st.broker.peek(&q, DEFAULT_GROUP, n).await?;
         if got.is_empty() {
             return Err(MnsError::message_not_exist());
         }
@@ -203,7 +203,7 @@ pub async fn delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
         return batch_delete(ctx, name).await;
     }
     let handle = single.filter(|h| !h.is_empty()).ok_or_else(missing_handle)?;
-    let q = lookup(ctx, name)?;
+    let q = lookup(ctx, name).await?;
     ctx.st.broker.ack(&q, handle).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -217,7 +217,7 @@ async fn batch_delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
     if handles.is_empty() || handles.len() > MAX_BATCH {
         return Err(MnsError::range("the number of receipt handles", 1, MAX_BATCH as u64, ""));
     }
-    let q = lookup(ctx, name)?;
+    let q = lookup(ctx, name).await?;
     // Every valid handle is deleted; only the failures are listed.
     let mut w = Writer::new("Errors");
     let mut failed = false;
@@ -253,7 +253,7 @@ pub async fn change_visibility(ctx: &Ctx, name: &str) -> Result<Response, MnsErr
         Ok(s) if (1..=43_200).contains(&s) => s,
         _ => return Err(MnsError::range("VisibilityTimeout", 1, 43_200, "seconds")),
     };
-    let q = lookup(ctx, name)?;
+    let q = lookup(ctx, name).await?;
     let (new_handle, until) = ctx.st.broker.change_visibility(&q, handle, secs * 1000).await?;
     let mut w = Writer::new("ChangeVisibility");
     w.leaf("ReceiptHandle", new_handle).leaf("NextVisibleTime", until.to_string());

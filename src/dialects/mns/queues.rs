@@ -135,8 +135,8 @@ fn with_location(mut resp: Response, name: &str) -> Response {
 }
 
 /// Looks a queue up in the caller's tenant.
-pub fn lookup(ctx: &Ctx, name: &str) -> Result<std::sync::Arc<Queue>, MnsError> {
-    ctx.st.broker.queue(&ctx.tenant.name, name).map_err(MnsError::from)
+pub async fn lookup(ctx: &Ctx, name: &str) -> Result<std::sync::Arc<Queue>, MnsError> {
+    ctx.st.broker.queue(&ctx.tenant.name, name).await.map_err(MnsError::from)
 }
 
 /// `PUT /queues/{name}` — 201 new, 204 same attributes, 409 different ones.
@@ -156,7 +156,7 @@ pub async fn create(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
 
 /// `PUT /queues/{name}?metaoverride=true` — only the attributes present change.
 pub async fn set_attributes(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
-    let q = lookup(ctx, name)?;
+    let q = lookup(ctx, name).await?;
     let attrs = parse_attrs(&ctx.body)?;
     ctx.st
         .broker
@@ -187,8 +187,8 @@ fn write_attributes(w: &mut Writer, rec: &QueueRecord, info: &QueueInfo) {
 
 /// `GET /queues/{name}`
 pub async fn get_attributes(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
-    let q = lookup(ctx, name)?;
-    let info = ctx.st.broker.info(&q)?;
+    let q = lookup(ctx, name).await?;
+    let info = ctx.st.broker.info(&q).await?;
     let mut w = Writer::new("Queue");
     write_attributes(&mut w, &info.record, &info);
     Ok(xml_response(StatusCode::OK, w.finish()))
@@ -196,9 +196,9 @@ pub async fn get_attributes(ctx: &Ctx, name: &str) -> Result<Response, MnsError>
 
 /// `DELETE /queues/{name}` — 204; a missing queue is QueueNotExist.
 pub async fn delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
-    let q = lookup(ctx, name)?;
+    let q = lookup(ctx, name).await?;
     ctx.st.broker.delete_queue(&q).await?;
-    ctx.st.push.forget_queue(&ctx.tenant.name, name);
+    ctx.st.push.forget_queue(&ctx.tenant.name, name).await;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -214,11 +214,11 @@ pub async fn list(ctx: &Ctx) -> Result<Response, MnsError> {
         },
     };
     let with_meta = ctx.header("x-mns-with-meta").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let (queues, more) = ctx.st.broker.list_queues(&ctx.tenant.name, &prefix, marker.as_deref(), limit);
+    let (queues, more) = ctx.st.broker.list_queues(&ctx.tenant.name, &prefix, marker.as_deref(), limit).await;
     let mut w = Writer::new("Queues");
     for q in &queues {
         w.open("Queue").leaf("QueueURL", queue_url(q.name()));
-        if with_meta && let Ok(info) = ctx.st.broker.info(q) {
+        if with_meta && let Ok(info) = ctx.st.broker.info(q).await {
             write_attributes(&mut w, &info.record, &info);
         }
         w.close();
