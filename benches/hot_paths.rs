@@ -46,7 +46,8 @@ use qgate::core::model::{BodyKind, MessageBody, MessageId, MessageMeta, NewMessa
 use qgate::core::{Broker, CreateOutcome, ManualClock, Queue, ReceiptKey, ReceiveOptions};
 use qgate::dialects::ctyun::params::Params;
 use qgate::dialects::{ctyun, dms, mns};
-use qgate::store::{SledOptions, SledStore, Store};
+use qgate::engine::embedded::EmbeddedEngine;
+use qgate::engine::embedded::store::{SledOptions, SledStore, Store};
 use uuid::Uuid;
 
 #[global_allocator]
@@ -80,8 +81,8 @@ impl CoreEnv {
     fn new(rt: &tokio::runtime::Runtime) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(SledStore::open(&SledOptions::new(dir.path().join("store"))).expect("open store"));
-        let broker =
-            Broker::open(store.clone(), Arc::new(ManualClock::new(T0)), ReceiptKey::new([7; 32])).expect("open broker");
+        let engine = EmbeddedEngine::open(store.clone(), T0).expect("open the engine");
+        let broker = Broker::new(Arc::new(engine), Arc::new(ManualClock::new(T0)), ReceiptKey::new([7; 32]));
         match rt.block_on(broker.create_queue("bench", "lease", QueueConfig::default(), None)).expect("create") {
             CreateOutcome::Created(_) => {}
             CreateOutcome::Exists(_) => unreachable!("a fresh store"),

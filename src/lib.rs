@@ -1,10 +1,11 @@
 //! qgate: a self-hosted message-queue server that speaks several vendors' queue APIs at once.
 //!
-//! One durable queue core ([`core`]) on an embedded store ([`store`], sled), and one HTTP
-//! listener ([`server`]) where each vendor dialect ([`dialects`]) lives under its own paths. A
+//! One queue core ([`core`]: the model and the broker the dialects call) over an engine
+//! ([`engine`]: the embedded one keeps queues in memory, durable through sled and a write-ahead
+//! log), and one HTTP listener ([`server`]) where each vendor dialect ([`dialects`]) lives under its own paths. A
 //! request is decoded by its dialect (authentication included), turned into a neutral core call
 //! (`publish`, `receive`, `ack`, …), and the result or [`core::CoreError`] is encoded back in the
-//! dialect's own format. The core never sees the wire; the dialects never touch the store.
+//! dialect's own format. The core and the engines never see the wire; the dialects never touch an engine.
 //! Credentials map to tenants in [`auth`]; configuration is [`config`]; push subscriptions are
 //! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`bench`] is the
 //! load generator behind `qgate bench`.
@@ -16,7 +17,7 @@ pub mod bench;
 pub mod config;
 pub mod core;
 pub mod dialects;
+pub mod engine;
 pub mod http;
 pub mod push;
 pub mod server;
-pub mod store;

@@ -18,8 +18,8 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::core::{Broker, Clock, ReceiptKey};
 use crate::dialects;
+use crate::engine;
 use crate::push::PushManager;
-use crate::store::{SledOptions, SledStore, Store};
 
 /// What every handler can reach: one `Arc`, because axum clones the state for every request
 /// (several times, through the middleware) and each clone of shared counters is an atomic
@@ -43,10 +43,9 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// A running qgate minus the listener: state plus the store (for the final flush).
+/// A running qgate minus the listener.
 pub struct Opened {
     pub state: AppState,
-    pub store: Arc<SledStore>,
 }
 
 /// Reads the receipt key from the data dir, creating it (mode 0600) on first start.
@@ -78,11 +77,8 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let key = receipt_key(&config.data_dir)?;
-    let mut opts = SledOptions::new(config.data_dir.join("store"));
-    opts.cache_bytes = config.store.cache_mb.max(1) * 1024 * 1024;
-    opts.flush_every_ms = config.store.flush_every_ms;
-    let store = Arc::new(SledStore::open(&opts).map_err(|e| format!("cannot open the store: {e}"))?);
-    let broker = Broker::open(store.clone(), clock, key).map_err(|e| format!("cannot load the store: {e}"))?;
+    let engine = engine::open(&config, clock.now())?;
+    let broker = Broker::new(engine, clock, key);
     let push = PushManager::new(broker.clone(), config.push.clone());
     let state = AppState(Arc::new(Shared {
         broker,
@@ -90,7 +86,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
         config: Arc::new(config),
         push,
     }));
-    Ok(Opened { state, store })
+    Ok(Opened { state })
 }
 
 async fn healthz() -> &'static str {
@@ -131,7 +127,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let Opened { state, store } = opened;
+    let Opened { state } = opened;
     state.push.start_all().await;
     let broker = state.broker.clone();
     let push = state.push.clone();
@@ -151,11 +147,7 @@ pub async fn run(
         .map_err(|e| format!("server error: {e}"))?;
     push.shutdown();
     maint.abort();
-    let store2 = store.clone();
-    tokio::task::spawn_blocking(move || store2.flush_blocking().and_then(|_| store2.close()))
-        .await
-        .map_err(|e| format!("flush task: {e}"))?
-        .map_err(|e| format!("final flush failed: {e}"))?;
+    broker.close().await.map_err(|e| format!("final flush failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,71 +1,24 @@
 //! Idempotency keys: a mutating call with a key replays its first answer for 24 hours.
 //!
-//! The table maps (namespace, capability, key) to the request's fingerprint and the answer the
-//! dialect rendered (status and body bytes: replays are byte-identical). Records are persisted,
-//! so keys survive restarts. Requests with the same key are serialised by a striped async lock
-//! held from [`Broker::idempotency_begin`] to [`IdempotencyTicket::finish`], so two concurrent
-//! retries cannot both act.
+//! The engine maps (namespace, capability, key) to the request's fingerprint and the answer the
+//! dialect rendered (status and body bytes: replays are byte-identical), durably. Requests with
+//! the same key are serialised from [`Broker::idempotency_begin`] to
+//! [`Broker::idempotency_finish`] by whatever the [`IdempotencyTicket`] holds (an engine's
+//! lock), so two concurrent retries cannot both act.
 
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
+use std::any::Any;
 
 use super::broker::Broker;
 use super::clock::Millis;
 use super::error::Result;
 use super::model::IdempotencyRecord;
-use crate::store::Store;
 
 /// How long an answer is replayed.
 pub const IDEMPOTENCY_WINDOW_MS: Millis = 24 * 3600 * 1000;
-const STRIPES: usize = 64;
-
-type Key = (String, String, String);
-
-pub(crate) struct IdempotencyTable {
-    records: Mutex<HashMap<Key, IdempotencyRecord>>,
-    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl IdempotencyTable {
-    pub fn new(records: Vec<IdempotencyRecord>, now: Millis) -> Self {
-        let records = records
-            .into_iter()
-            .filter(|r| r.created_at + IDEMPOTENCY_WINDOW_MS > now)
-            .map(|r| ((r.namespace.clone(), r.capability.clone(), r.key.clone()), r))
-            .collect();
-        IdempotencyTable {
-            records: Mutex::new(records),
-            stripes: (0..STRIPES).map(|_| Arc::new(tokio::sync::Mutex::new(()))).collect(),
-            hasher: Default::default(),
-        }
-    }
-
-    fn get(&self, k: &Key, now: Millis) -> Option<IdempotencyRecord> {
-        self.records.lock().get(k).filter(|r| r.created_at + IDEMPOTENCY_WINDOW_MS > now).cloned()
-    }
-
-    pub fn sweep(&self, now: Millis, store: &dyn Store) {
-        let mut gone = Vec::new();
-        self.records.lock().retain(|k, r| {
-            let keep = r.created_at + IDEMPOTENCY_WINDOW_MS > now;
-            if !keep {
-                gone.push(k.clone());
-            }
-            keep
-        });
-        if !gone.is_empty() {
-            super::queue::lazy("idempotency sweep", store.delete_idempotency(&gone));
-        }
-    }
-}
 
 /// What an idempotent request should do.
 pub enum Idempotent {
-    /// First time (or expired): act, then [`IdempotencyTicket::finish`] with the answer.
+    /// First time (or expired): act, then [`Broker::idempotency_finish`] with the answer.
     Proceed(IdempotencyTicket),
     /// Seen with the same fingerprint: answer this.
     Replay { status: u16, body: Vec<u8> },
@@ -73,30 +26,36 @@ pub enum Idempotent {
     Mismatch,
 }
 
-/// Permission to act on a fresh key; holds the key's stripe lock until finished or dropped.
+/// Permission to act on a fresh key; holds the key (whatever the engine needs for that, e.g.
+/// a lock guard) until finished or dropped.
 pub struct IdempotencyTicket {
-    key: Key,
-    fingerprint: [u8; 32],
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    pub namespace: String,
+    pub capability: String,
+    pub key: String,
+    pub fingerprint: [u8; 32],
+    pub hold: Box<dyn Any + Send + Sync>,
 }
 
 impl Broker {
     /// Looks a key up, serialising concurrent requests with the same key.
-    pub async fn idempotency_begin(&self, ns: &str, capability: &str, key: &str, fingerprint: [u8; 32]) -> Idempotent {
-        let k: Key = (ns.to_string(), capability.to_string(), key.to_string());
-        let stripe = self.idempotency.stripes[self.idempotency.hasher.hash_one(&k) as usize % STRIPES].clone();
-        let guard = stripe.lock_owned().await;
-        match self.idempotency.get(&k, self.clock.now()) {
-            Some(r) if r.fingerprint == fingerprint => Idempotent::Replay { status: r.status, body: r.body },
-            Some(_) => Idempotent::Mismatch,
-            None => Idempotent::Proceed(IdempotencyTicket { key: k, fingerprint, _guard: guard }),
-        }
+    pub async fn idempotency_begin(
+        &self,
+        ns: &str,
+        capability: &str,
+        key: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<Idempotent> {
+        self.engine.idempotency_begin(ns, capability, key, fingerprint, self.now()).await
     }
 
     /// Looks a key up without taking its lock (per-message keys inside a batch).
-    pub async fn idempotency_lookup(&self, ns: &str, capability: &str, key: &str) -> Option<([u8; 32], u16, Vec<u8>)> {
-        let k: Key = (ns.to_string(), capability.to_string(), key.to_string());
-        self.idempotency.get(&k, self.clock.now()).map(|r| (r.fingerprint, r.status, r.body))
+    pub async fn idempotency_lookup(
+        &self,
+        ns: &str,
+        capability: &str,
+        key: &str,
+    ) -> Result<Option<([u8; 32], u16, Vec<u8>)>> {
+        self.engine.idempotency_lookup(ns, capability, key, self.now()).await
     }
 
     /// Records an answer without a ticket (per-message keys inside a batch).
@@ -116,17 +75,17 @@ impl Broker {
             fingerprint,
             status,
             body,
-            created_at: self.clock.now(),
+            created_at: self.now(),
         };
-        self.store.put_idempotency(&rec)?;
-        self.idempotency.records.lock().insert((rec.namespace.clone(), rec.capability.clone(), rec.key.clone()), rec);
-        self.store.sync().await?;
-        Ok(())
+        self.engine.idempotency_record(rec).await
     }
 
     /// Remembers the answer of a fresh idempotent request (durably) and releases the key.
     pub async fn idempotency_finish(&self, ticket: IdempotencyTicket, status: u16, body: Vec<u8>) -> Result<()> {
-        let (ns, cap, key) = &ticket.key;
-        self.idempotency_record(ns, cap, key, ticket.fingerprint, status, body).await
+        let r = self
+            .idempotency_record(&ticket.namespace, &ticket.capability, &ticket.key, ticket.fingerprint, status, body)
+            .await;
+        drop(ticket);
+        r
     }
 }

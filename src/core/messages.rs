@@ -1,136 +1,116 @@
 //! Message operations: publish, receive (with long polling), peek, ack, nack, change
-//! visibility, purge, stats.
+//! visibility, the in-order batch confirm, purge, stats.
 //!
 //! Handles are checked in two steps: [`ReceiptKey::open`](super::receipt::ReceiptKey::open)
-//! rejects anything this server did not mint for this queue (malformed), then the queue state
+//! rejects anything this server did not mint for this queue (malformed), then the engine
 //! decides whether the named delivery is still live (stale).
 
-use std::sync::Arc;
+use std::future::Future;
 
-use super::broker::{Broker, Queue};
+use super::broker::Broker;
 use super::clock::Millis;
+use super::engine::{Claim, Claimed, Queue, Target};
 use super::error::{CoreError, Result};
-use super::model::{DEFAULT_GROUP, Delivery, GroupStats, MessageId, MessageMeta, NewMessage, Peeked};
-use super::queue::{Picked, ReceiveOptions};
+use super::model::{Delivery, GroupStats, MessageId, MessageMeta, NewMessage, Peeked};
+use super::options::ReceiveOptions;
 use super::receipt::Receipt;
 
 impl Broker {
     /// Appends messages (all or none) and returns once they are durable.
     pub async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>) -> Result<Vec<MessageMeta>> {
-        if self.is_shutting_down() {
-            return Err(CoreError::ShuttingDown);
-        }
-        let metas = self.with_state(q, |st, cx| st.publish(msgs, cx))?;
-        self.store.sync().await?;
-        Ok(metas)
+        self.check_running()?;
+        self.engine.publish(q, msgs, self.now()).await
     }
 
     /// Leases up to `opts.max` messages of group `group`, waiting up to the poll wait for one
     /// to become deliverable. An empty answer means nothing came in time (or shutdown began).
-    pub async fn receive(&self, q: &Arc<Queue>, group: u32, opts: ReceiveOptions) -> Result<Vec<Delivery>> {
-        let wait_ms = match opts.wait_ms {
-            Some(w) => w,
-            None => q.record().config.polling_wait_secs * 1000,
-        };
-        self.wait_for(q, wait_ms, |st, cx| st.receive(group, &opts, cx)).await
+    pub async fn receive(&self, q: &Queue, group: u32, opts: ReceiveOptions) -> Result<Vec<Delivery>> {
+        let wait_ms = opts.wait_ms.unwrap_or(q.config().polling_wait_secs * 1000);
+        self.wait_for(q, wait_ms, |now| self.engine.claim(q, group, &opts, now)).await
     }
 
-    /// Runs `pick` until it returns something or `wait_ms` passes. Waiters sleep until a
-    /// notification (publish, redrive, nack, …), the queue's next timed event (delay or lease
-    /// end), shutdown, or the deadline — never in a polling loop.
-    pub(crate) async fn wait_for(
-        &self,
-        q: &Arc<Queue>,
-        wait_ms: u64,
-        mut pick: impl FnMut(&mut super::queue::QueueState, &mut super::queue::Cx) -> Result<Vec<Picked>>,
-    ) -> Result<Vec<Delivery>> {
+    /// Runs `claim` until it returns something or `wait_ms` passes. Waiters sleep until a
+    /// wake-up (publish, redrive, nack, …), the queue's next timed event (delay or lease end),
+    /// shutdown, or the deadline — never in a polling loop.
+    pub(crate) async fn wait_for<'a, F, Fut>(&'a self, q: &Queue, wait_ms: u64, mut claim: F) -> Result<Vec<Delivery>>
+    where
+        F: FnMut(Millis) -> Fut,
+        Fut: Future<Output = Result<Claim>> + 'a,
+    {
         let deadline = self.clock.now().saturating_add(wait_ms);
+        let waiters = (wait_ms > 0).then(|| self.engine.wakeups().listen(q.id()));
         loop {
             // Register for wake-ups before looking, so nothing published in between is missed.
-            let notified = q.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            let notified = waiters.as_ref().map(|w| w.notified());
+            let mut notified = std::pin::pin!(notified);
+            if let Some(n) = notified.as_mut().as_pin_mut() {
+                n.enable();
+            }
             let stop = self.shutdown_notify.notified();
             tokio::pin!(stop);
             stop.as_mut().enable();
             if self.is_shutting_down() {
                 return Ok(Vec::new());
             }
-            let (picked, next) = self.with_state(q, |st, cx| {
-                let picked = pick(st, cx)?;
-                Ok((picked, st.next_event()))
-            })?;
-            if !picked.is_empty() {
-                return Ok(self.deliveries(q, picked));
+            let now = self.clock.now();
+            let got = claim(now).await?;
+            if !got.items.is_empty() {
+                return Ok(self.deliveries(q, got.items));
             }
             let now = self.clock.now();
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let wake = next.map_or(deadline, |n| n.clamp(now + 1, deadline));
+            let wake = got.next_due.map_or(deadline, |n| n.clamp(now + 1, deadline));
+            let woken = async {
+                match notified.as_mut().as_pin_mut() {
+                    Some(n) => n.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = &mut notified => {}
+                _ = woken => {}
                 _ = &mut stop => {}
                 _ = self.clock.sleep_until(wake) => {}
             }
         }
     }
 
-    /// Reads the bodies of picked messages (outside the lock) and mints their handles.
-    pub(crate) fn deliveries(&self, q: &Queue, picked: Vec<Picked>) -> Vec<Delivery> {
-        let mut out = Vec::with_capacity(picked.len());
-        for p in picked {
-            let body = match self.store.body(q.id, p.meta.seq) {
-                Ok(Some(b)) => b,
-                // Removed meanwhile (purge, retention, queue deletion): nothing to deliver.
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a message body failed");
-                    continue;
+    /// Mints the handles of claimed deliveries.
+    fn deliveries(&self, q: &Queue, claimed: Vec<Claimed>) -> Vec<Delivery> {
+        claimed
+            .into_iter()
+            .map(|c| {
+                let handle = self.receipts.mint(&Receipt {
+                    queue_salt: q.salt(),
+                    group: c.group,
+                    seq: c.meta.seq,
+                    lease: c.lease.lease,
+                    dead: c.dead,
+                });
+                Delivery {
+                    meta: c.meta,
+                    body: c.body,
+                    handle,
+                    lease_until: c.lease.until,
+                    deliveries: c.deliveries,
+                    failures: c.failures,
+                    first_delivered_at: c.first_delivered_at,
                 }
-            };
-            let handle = self.receipts.mint(&Receipt {
-                queue_salt: q.salt,
-                group: p.group,
-                seq: p.meta.seq,
-                lease: p.lease.lease,
-                dead: p.dead,
-            });
-            out.push(Delivery {
-                meta: p.meta,
-                body,
-                handle,
-                lease_until: p.lease.until,
-                deliveries: p.info.deliveries,
-                failures: p.info.failures,
-                first_delivered_at: p.info.first_at,
-            });
-        }
-        out
+            })
+            .collect()
     }
 
     /// Looks at up to `max` deliverable messages without leasing them.
     pub async fn peek(&self, q: &Queue, group: u32, max: usize) -> Result<Vec<Peeked>> {
-        let metas = self.with_state(q, |st, _| st.peek(group, max))?;
-        let mut out = Vec::with_capacity(metas.len());
-        for (meta, info) in metas {
-            if let Some(body) = self.store.body(q.id, meta.seq)? {
-                out.push(Peeked {
-                    meta,
-                    body,
-                    deliveries: info.deliveries,
-                    first_delivered_at: (info.deliveries > 0).then_some(info.first_at),
-                });
-            }
-        }
-        Ok(out)
+        self.engine.peek(q, group, max, self.now()).await
     }
 
     /// Opens a handle minted for this queue (normal or dead-letter lease as `dead` says, and for
     /// `group` when one is given).
     pub(crate) fn open_handle(&self, q: &Queue, handle: &str, dead: bool, group: Option<u32>) -> Result<Receipt> {
         let r = self.receipts.open(handle)?;
-        if r.queue_salt != q.salt || r.dead != dead || group.is_some_and(|g| g != r.group) {
+        if r.queue_salt != q.salt() || r.dead != dead || group.is_some_and(|g| g != r.group) {
             return Err(CoreError::ReceiptMalformed);
         }
         Ok(r)
@@ -144,7 +124,7 @@ impl Broker {
     /// [`Broker::ack`] for a handle that must belong to `group` (dialects that name the group).
     pub async fn ack_in(&self, q: &Queue, group: Option<u32>, handle: &str) -> Result<()> {
         let r = self.open_handle(q, handle, false, group)?;
-        self.with_state(q, |st, cx| st.ack(r.group, r.seq, r.lease, cx))
+        self.engine.ack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, self.now()).await
     }
 
     /// The delivery failed: requeue it (counting a failure) or, with `dead_now`, dead-letter
@@ -156,7 +136,7 @@ impl Broker {
     /// [`Broker::nack`] for a handle that must belong to `group`.
     pub async fn nack_in(&self, q: &Queue, group: Option<u32>, handle: &str, dead_now: bool) -> Result<bool> {
         let r = self.open_handle(q, handle, false, group)?;
-        self.with_state(q, |st, cx| st.nack(r.group, r.seq, r.lease, dead_now, cx))
+        self.engine.nack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, dead_now, self.now()).await
     }
 
     /// Settles a consumer's batch confirm in order (DMS and CTYun consumer groups). Each entry
@@ -167,59 +147,33 @@ impl Broker {
     /// or dead-lettered at the group's limit; a dead letter, with `dead`, is available again).
     /// Returns the number of successes; only a vanished queue is an error.
     pub async fn confirm(&self, q: &Queue, group: u32, dead: bool, entries: &[(Option<&str>, bool)]) -> Result<u64> {
-        let mut success = 0u64;
-        let mut failed = false;
-        for (handle, ok) in entries {
-            if !failed && *ok {
-                let done = match handle {
-                    Some(h) if dead => self.settle_dead_in(q, Some(group), h, true).await,
-                    Some(h) => self.ack_in(q, Some(group), h).await,
-                    None => Err(CoreError::ReceiptMalformed),
-                };
-                match done {
-                    Ok(()) => {
-                        success += 1;
-                        continue;
-                    }
-                    Err(CoreError::QueueNotFound) => return Err(CoreError::QueueNotFound),
-                    Err(_) => {}
-                }
-            }
-            failed = true;
-            if let Some(h) = handle {
-                // Only live deliveries change; stale or foreign handles just count as failed.
-                let _ = if dead {
-                    self.settle_dead_in(q, Some(group), h, false).await
-                } else {
-                    self.nack_in(q, Some(group), h, false).await.map(|_| ())
-                };
-            }
-        }
-        Ok(success)
+        let opened: Vec<(Option<(u64, u64)>, bool)> = entries
+            .iter()
+            .map(|(h, ok)| {
+                let r = h.and_then(|h| self.open_handle(q, h, dead, Some(group)).ok());
+                (r.map(|r| (r.seq, r.lease)), *ok)
+            })
+            .collect();
+        self.engine.confirm(q, group, dead, &opened, self.now()).await
     }
 
     /// Ack by message id (infrai): valid only while the message is leased in the group.
     pub async fn ack_id(&self, q: &Queue, group: u32, id: MessageId) -> Result<()> {
-        self.with_state(q, |st, cx| {
-            let (seq, lease) = st.lease_by_id(group, id)?;
-            st.ack(group, seq, lease.lease, cx)
-        })
+        self.engine.ack(q, group, Target::Message(id), self.now()).await
     }
 
     /// Nack by message id (infrai). Returns whether the message went back to the queue.
     pub async fn nack_id(&self, q: &Queue, group: u32, id: MessageId, dead_now: bool) -> Result<bool> {
-        self.with_state(q, |st, cx| {
-            let (seq, lease) = st.lease_by_id(group, id)?;
-            st.nack(group, seq, lease.lease, dead_now, cx)
-        })
+        self.engine.nack(q, group, Target::Message(id), dead_now, self.now()).await
     }
 
     /// Replaces the lease of a live delivery with one ending `lease_ms` from now. Returns the new
     /// handle (the old one dies) and the new end of the lease.
     pub async fn change_visibility(&self, q: &Queue, handle: &str, lease_ms: u64) -> Result<(String, Millis)> {
         let r = self.open_handle(q, handle, false, None)?;
-        let (lease, _, _) =
-            self.with_state(q, |st, cx| st.extend(r.group, r.seq, r.lease, cx.now.saturating_add(lease_ms), cx))?;
+        let now = self.now();
+        let lease =
+            self.engine.change_visibility(q, r.group, r.seq, r.lease, now.saturating_add(lease_ms), now).await?;
         let handle = self.receipts.mint(&Receipt { lease: lease.lease, ..r });
         Ok((handle, lease.until))
     }
@@ -228,23 +182,17 @@ impl Broker {
     /// `target` when given, else where the queue's policy says.
     pub async fn dead_letter_delivery(&self, q: &Queue, handle: &str, target: Option<uuid::Uuid>) -> Result<()> {
         let r = self.open_handle(q, handle, false, None)?;
-        self.with_state(q, |st, cx| st.dead_letter_delivery(r.group, r.seq, r.lease, target, cx))
+        self.engine.dead_letter_delivery(q, r.group, r.seq, r.lease, target, self.now()).await
     }
 
     /// Removes every ready, delayed and in-flight message; dead letters stay. Returns the count.
     pub async fn purge(&self, q: &Queue) -> Result<u64> {
-        let n = self.with_state(q, |st, cx| Ok(st.purge(cx)))?;
-        self.store.sync().await?;
-        Ok(n)
+        self.engine.purge(q, self.now()).await
     }
 
     /// Live counts of a group. For the default group, `dead` includes the queue's dead letters
     /// kept in other queues.
     pub async fn stats(&self, q: &Queue, group: u32) -> Result<GroupStats> {
-        let mut s = self.with_state(q, |st, _| st.stats(group))?;
-        if group == DEFAULT_GROUP {
-            s.dead += self.dead_elsewhere(q);
-        }
-        Ok(s)
+        self.engine.stats(q, group, self.now()).await
     }
 }

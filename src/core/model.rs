@@ -168,6 +168,12 @@ pub const DEFAULT_PRIORITY: u8 = 8;
 /// Most tags a message may carry.
 pub const MAX_TAGS: usize = 3;
 
+/// A number derived from a queue's id that binds receipt handles and message ids to the queue.
+pub fn queue_salt(id: uuid::Uuid) -> u64 {
+    let b = id.as_bytes();
+    u64::from_be_bytes(b[0..8].try_into().expect("8 bytes")) ^ u64::from_be_bytes(b[8..16].try_into().expect("8 bytes"))
+}
+
 /// A message id: opaque, unique within its queue, rendered as 32 upper-case hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MessageId(pub u128);

@@ -63,8 +63,9 @@ impl PushManager {
 
     /// Starts a worker for every stored subscription (server start).
     pub async fn start_all(self: &Arc<Self>) {
-        for sub in self.broker.subscriptions().await {
-            self.spawn(sub);
+        match self.broker.subscriptions().await {
+            Ok(subs) => subs.into_iter().for_each(|sub| self.spawn(sub)),
+            Err(e) => tracing::error!(error = %e, "cannot list push subscriptions; none started"),
         }
     }
 
@@ -91,7 +92,11 @@ impl PushManager {
 
     /// Stops the workers of subscriptions whose queue is gone.
     pub async fn forget_queue(&self, _ns: &str, _name: &str) {
-        let live: Vec<Uuid> = self.broker.subscriptions().await.iter().map(|s| s.id).collect();
+        let Ok(subs) = self.broker.subscriptions().await else {
+            // Unknown: keep every worker (a gone subscription's worker stops by itself).
+            return;
+        };
+        let live: Vec<Uuid> = subs.iter().map(|s| s.id).collect();
         self.workers.lock().retain(|id, h| {
             let keep = live.contains(id);
             if !keep {
@@ -120,7 +125,7 @@ impl PushManager {
     async fn run(self: Arc<Self>, sub: SubscriptionRecord) {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         loop {
-            if self.broker.is_shutting_down() || self.broker.subscription(sub.id).await.is_none() {
+            if self.broker.is_shutting_down() || matches!(self.broker.subscription(sub.id).await, Ok(None)) {
                 return;
             }
             let Ok(q) = self.broker.subscription_queue(&sub).await else {

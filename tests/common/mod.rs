@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: a broker on a temporary sled store driven by a
-//! manual clock, and a full server on a free port.
+//! Helpers shared by the integration tests: a broker on each engine over a temporary
+//! directory driven by a manual clock (the engine conformance suite), and a full server on a
+//! free port.
 #![allow(dead_code)]
 
 pub mod ctyun;
@@ -13,9 +14,10 @@ use std::time::Duration;
 
 use qgate::config::Config;
 use qgate::core::model::{DeadLetterPolicy, DeadLetterTarget, QueueConfig, QueueKind, RetentionMode};
-use qgate::core::{Broker, CreateOutcome, ManualClock, Queue, ReceiptKey};
+use qgate::core::{Broker, Clock, CreateOutcome, ManualClock, Queue, ReceiptKey};
+use qgate::engine::embedded::EmbeddedEngine;
+use qgate::engine::embedded::store::{SledOptions, SledStore};
 use qgate::server::AppState;
-use qgate::store::{SledOptions, SledStore};
 
 /// 2024-01-01T00:00:00Z: a fixed start so tests do not depend on the wall clock.
 pub const T0: u64 = 1_704_067_200_000;
@@ -24,38 +26,73 @@ pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// A broker over a sled store in `dir`, on `clock`.
-pub fn open_broker(dir: &Path, clock: &ManualClock) -> (Arc<Broker>, Arc<SledStore>) {
-    let store = Arc::new(SledStore::open(&SledOptions::new(dir.join("store"))).expect("open store"));
-    let broker = Broker::open(store.clone(), Arc::new(clock.clone()), ReceiptKey::new([7; 32])).expect("open broker");
-    (broker, store)
+/// The engines the conformance suite runs on. A new engine is one more variant here, one more
+/// arm in [`open_broker`] and one more line in [`engine_tests!`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Embedded,
 }
 
-/// A fresh broker with its own temporary directory.
+/// A broker over `engine` keeping its state in `dir`, on `clock`.
+pub fn open_broker(engine: Engine, dir: &Path, clock: &ManualClock) -> Arc<Broker> {
+    let engine: Arc<dyn qgate::core::Engine> = match engine {
+        Engine::Embedded => {
+            let store = Arc::new(SledStore::open(&SledOptions::new(dir.join("store"))).expect("open store"));
+            Arc::new(EmbeddedEngine::open(store, clock.now()).expect("open the embedded engine"))
+        }
+    };
+    Broker::new(engine, Arc::new(clock.clone()), ReceiptKey::new([7; 32]))
+}
+
+/// Generates one `#[tokio::test]` per engine for each listed `async fn NAME(engine: Engine)`:
+/// the engine conformance suite. Each engine's tests live in a module named after it.
+#[macro_export]
+macro_rules! engine_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::per_engine!(embedded, Embedded; $($name),*);
+    };
+}
+
+#[macro_export]
+macro_rules! per_engine {
+    ($module:ident, $engine:ident; $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Engine::$engine).await
+                }
+            )*
+        }
+    };
+}
+
+/// A fresh broker with its own temporary directory. Fields drop in order: the broker (and its
+/// engine) before the directory its files are in.
 pub struct Env {
-    pub dir: tempfile::TempDir,
-    pub clock: ManualClock,
     pub broker: Arc<Broker>,
-    pub store: Arc<SledStore>,
+    pub engine: Engine,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
 }
 
 impl Env {
-    pub fn new() -> Self {
+    pub fn new(engine: Engine) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::new(T0);
-        let (broker, store) = open_broker(dir.path(), &clock);
-        Env { dir, clock, broker, store }
+        let broker = open_broker(engine, dir.path(), &clock);
+        Env { broker, engine, clock, dir }
     }
 
-    /// Drops the broker and store and opens them again from disk (a clean restart).
+    /// Closes the broker's engine and opens it again from what it keeps (a clean restart).
     pub fn restart(self) -> Self {
-        let Env { dir, clock, broker, store } = self;
+        let Env { broker, engine, clock, dir } = self;
         broker.shutdown();
         assert_eq!(Arc::strong_count(&broker), 1, "someone still holds the broker");
+        broker.engine().close().expect("close the engine");
         drop(broker);
-        drop(store);
-        let (broker, store) = open_broker(dir.path(), &clock);
-        Env { dir, clock, broker, store }
+        let broker = open_broker(engine, dir.path(), &clock);
+        Env { broker, engine, clock, dir }
     }
 
     pub fn advance(&self, d: Duration) {
@@ -135,7 +172,7 @@ impl Drop for TestServer {
     /// A test that ends without `stop()` still closes the store before its directory goes
     /// (sled cannot survive its files vanishing under it).
     fn drop(&mut self) {
-        let _ = self.state.broker.store().close();
+        let _ = self.state.broker.engine().close();
     }
 }
 

@@ -117,7 +117,7 @@ impl Ctx {
 
     /// Finds the queue owning a group id when no queueId was given.
     pub async fn queue_of_group(&self, group_id: &str) -> Result<Arc<Queue>, CtError> {
-        for q in self.st.broker.queues(&self.ns).await {
+        for q in self.st.broker.queues(&self.ns).await? {
             if self.st.broker.group_no(&q, group_id).await.is_ok() {
                 return Ok(q);
             }

@@ -117,7 +117,7 @@ pub async fn list(ctx: &Ctx) -> Result<Reply, CtError> {
     let region = ctx.params.req_text("regionId")?;
     let with_dl = include_dead_letter(ctx)?;
     let mut infos: Vec<QueueInfo> = Vec::new();
-    for q in ctx.st.broker.queues(&ctx.ns).await {
+    for q in ctx.st.broker.queues(&ctx.ns).await? {
         if crate::core::Broker::in_region(&q, &region)
             && let Ok(info) = ctx.st.broker.info(&q).await
         {
@@ -154,7 +154,7 @@ pub async fn remove(ctx: &Ctx) -> Result<Reply, CtError> {
 /// `queryQuota` — the queue quota and its live use in the region; envelope D.
 pub async fn quota(ctx: &Ctx) -> Result<Reply, CtError> {
     let region = ctx.params.req_text("regionId")?;
-    let used = ctx.st.broker.queue_count_in(&ctx.ns, Some(&region)).await;
+    let used = ctx.st.broker.queue_count_in(&ctx.ns, Some(&region)).await?;
     let quota = ctx.st.config.ctyun.max_queues;
     let mut m = Map::new();
     m.insert(

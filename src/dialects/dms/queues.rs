@@ -155,7 +155,7 @@ pub async fn create(ctx: &Ctx) -> Result<Response, DmsError> {
 pub async fn list(ctx: &Ctx) -> Result<Response, DmsError> {
     let with_dl = flag(ctx, "include_deadletter")?;
     let mut infos: Vec<QueueInfo> = Vec::new();
-    for q in ctx.st.broker.queues(&ctx.tenant.name).await {
+    for q in ctx.st.broker.queues(&ctx.tenant.name).await? {
         if let Ok(info) = ctx.st.broker.info(&q).await {
             infos.push(info);
         }
@@ -183,7 +183,7 @@ pub async fn delete(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
 
 /// `GET /v2/{p}/quotas` and `GET /v1.0/{p}/quotas/dms`.
 pub async fn quotas(ctx: &Ctx) -> Result<Response, DmsError> {
-    let used = ctx.st.broker.queue_count(&ctx.tenant.name).await;
+    let used = ctx.st.broker.queue_count(&ctx.tenant.name).await?;
     let quota = ctx.st.config.dms.max_queues;
     Ok(json(
         StatusCode::OK,
@@ -261,7 +261,7 @@ pub async fn tags(ctx: &Ctx, id: &str) -> Result<Response, DmsError> {
 /// `GET P/queue/tags` → `{tags: [{key, values}]}` over every queue of the project.
 pub async fn project_tags(ctx: &Ctx) -> Result<Response, DmsError> {
     let mut all: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for q in ctx.st.broker.queues(&ctx.tenant.name).await {
+    for q in ctx.st.broker.queues(&ctx.tenant.name).await? {
         for (k, v) in q.record().config.labels {
             let values = all.entry(k).or_default();
             if !values.contains(&v) {

@@ -67,7 +67,11 @@ where
         };
     };
     let fp = fingerprint(capability, scope, body);
-    match st.broker.idempotency_begin(ns, capability, &key, fp).await {
+    let begun = match st.broker.idempotency_begin(ns, capability, &key, fp).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match begun {
         Idempotent::Replay { status, body } => {
             json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
         }

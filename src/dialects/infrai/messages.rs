@@ -120,7 +120,8 @@ pub async fn publish_batch(
         let mut fresh = Vec::new();
         for (i, o) in outs.iter().enumerate() {
             if let Some(k) = &o.key
-                && let Some((fp, _, body)) = st.broker.idempotency_lookup(&t.name, PUBLISH, k).await
+                && let Some((fp, _, body)) =
+                    st.broker.idempotency_lookup(&t.name, PUBLISH, k).await.map_err(|e| ApiError::core(e, &name))?
             {
                 if fp != o.fingerprint {
                     return Err(ApiError::new(

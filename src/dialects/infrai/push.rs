@@ -80,7 +80,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     let mut items: Vec<Value> = Vec::new();
-    for s in st.broker.subscriptions_of(&q).await {
+    for s in st.broker.subscriptions_of(&q).await.map_err(|e| ApiError::core(e, &name))? {
         let mut v = json!({
             "subscription_id": s.id.to_string(),
             "queue": name,
@@ -109,7 +109,7 @@ pub async fn unsubscribe(
 ) -> Result<Response, ApiError> {
     let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     let raw = path_param(&params, "subscription").unwrap_or_default();
-    let subs = st.broker.subscriptions_of(&q).await;
+    let subs = st.broker.subscriptions_of(&q).await.map_err(|e| ApiError::core(e, &name))?;
     let id = Uuid::parse_str(&raw).ok().filter(|id| subs.iter().any(|s| s.id == *id));
     let deleted = match id {
         Some(id) => st.push.unsubscribe(id).await.map_err(|e| ApiError::core(e, &name))?,

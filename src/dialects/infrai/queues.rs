@@ -131,7 +131,7 @@ pub async fn list(State(st): State<AppState>, Caller(t): Caller, query: QueryPar
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?),
         None => None,
     };
-    let (queues, more) = st.broker.list_queues(&t.name, "", after.as_deref(), limit).await;
+    let (queues, more) = st.broker.list_queues(&t.name, "", after.as_deref(), limit).await?;
     let mut items: Vec<Value> = Vec::with_capacity(queues.len());
     for q in &queues {
         items.push(queue_record(&st.broker, &q.record()).await);

@@ -214,7 +214,7 @@ pub async fn list(ctx: &Ctx) -> Result<Response, MnsError> {
         },
     };
     let with_meta = ctx.header("x-mns-with-meta").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let (queues, more) = ctx.st.broker.list_queues(&ctx.tenant.name, &prefix, marker.as_deref(), limit).await;
+    let (queues, more) = ctx.st.broker.list_queues(&ctx.tenant.name, &prefix, marker.as_deref(), limit).await?;
     let mut w = Writer::new("Queues");
     for q in &queues {
         w.open("Queue").leaf("QueueURL", queue_url(q.name()));

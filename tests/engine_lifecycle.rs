@@ -12,9 +12,8 @@ fn all() -> ReceiveOptions {
     ReceiveOptions { wait_ms: Some(0), ..ReceiveOptions::new(100) }
 }
 
-#[tokio::test]
-async fn retention_expires_messages_whatever_their_state() {
-    let env = Env::new();
+async fn retention_expires_messages_whatever_their_state(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", QueueConfig { retention_secs: 60, ..work() }).await;
     env.broker.publish(&q, vec![NewMessage::text("old-leased"), NewMessage::text("old-ready")]).await.unwrap();
     let leased = env
@@ -38,9 +37,8 @@ async fn retention_expires_messages_whatever_their_state() {
     assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().produced, 1);
 }
 
-#[tokio::test]
-async fn purge_removes_live_messages_but_keeps_dead_letters() {
-    let env = Env::new();
+async fn purge_removes_live_messages_but_keeps_dead_letters(engine: Engine) {
+    let env = Env::new(engine);
     let q = env
         .queue(
             "q",
@@ -69,38 +67,51 @@ async fn purge_removes_live_messages_but_keeps_dead_letters() {
     assert!(env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn idempotency_replays_for_a_day_and_survives_restart() {
-    let env = Env::new();
+async fn idempotency_replays_for_a_day_and_survives_restart(engine: Engine) {
+    let env = Env::new(engine);
     let fp = [1u8; 32];
-    let Idempotent::Proceed(t) = env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await else {
+    let Idempotent::Proceed(t) = env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await.unwrap() else {
         panic!("a new key proceeds");
     };
     env.broker.idempotency_finish(t, 201, b"{\"message_id\":\"X\"}".to_vec()).await.unwrap();
-    match env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await {
+    match env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await.unwrap() {
         Idempotent::Replay { status, body } => {
             assert_eq!((status, body.as_slice()), (201, &b"{\"message_id\":\"X\"}"[..]))
         }
         _ => panic!("same key, same fingerprint: replay"),
     }
-    assert!(matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", [2; 32]).await, Idempotent::Mismatch));
+    assert!(matches!(
+        env.broker.idempotency_begin("t", "queue.publish", "k1", [2; 32]).await.unwrap(),
+        Idempotent::Mismatch
+    ));
     // Scoped per namespace and capability.
-    assert!(matches!(env.broker.idempotency_begin("u", "queue.publish", "k1", [2; 32]).await, Idempotent::Proceed(_)));
-    assert!(matches!(env.broker.idempotency_begin("t", "queue.create", "k1", [2; 32]).await, Idempotent::Proceed(_)));
+    assert!(matches!(
+        env.broker.idempotency_begin("u", "queue.publish", "k1", [2; 32]).await.unwrap(),
+        Idempotent::Proceed(_)
+    ));
+    assert!(matches!(
+        env.broker.idempotency_begin("t", "queue.create", "k1", [2; 32]).await.unwrap(),
+        Idempotent::Proceed(_)
+    ));
 
     let env = env.restart();
-    assert!(matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await, Idempotent::Replay { .. }));
+    assert!(matches!(
+        env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await.unwrap(),
+        Idempotent::Replay { .. }
+    ));
     env.advance(secs(24 * 3600));
     env.broker.tick().await;
     assert!(
-        matches!(env.broker.idempotency_begin("t", "queue.publish", "k1", [3; 32]).await, Idempotent::Proceed(_)),
+        matches!(
+            env.broker.idempotency_begin("t", "queue.publish", "k1", [3; 32]).await.unwrap(),
+            Idempotent::Proceed(_)
+        ),
         "forgotten after 24 h"
     );
 }
 
-#[tokio::test]
-async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions() {
-    let env = Env::new();
+async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(engine: Engine) {
+    let env = Env::new(engine);
     let q = env
         .queue(
             "q",
@@ -145,7 +156,7 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
     assert_eq!(q.id(), qid);
     let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
     assert_eq!((s.ready, s.in_flight, s.delayed, s.dead), (1, 1, 1, 1));
-    assert_eq!(env.broker.subscriptions().await, vec![sub]);
+    assert_eq!(env.broker.subscriptions().await.unwrap(), vec![sub]);
     // The lease and its handle survived: still invisible, and the old handle acks.
     let got = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
     assert_eq!(got.iter().map(|d| d.meta.id).collect::<Vec<_>>(), [metas[2].id]);
@@ -155,9 +166,8 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
     assert!(metas.iter().all(|old| old.id != m[0].id));
 }
 
-#[tokio::test]
-async fn sequences_are_not_reused_after_the_queue_empties() {
-    let env = Env::new();
+async fn sequences_are_not_reused_after_the_queue_empties(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     let first = env.broker.publish(&q, vec![NewMessage::text("a")]).await.unwrap()[0].id;
     let d = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
@@ -169,9 +179,8 @@ async fn sequences_are_not_reused_after_the_queue_empties() {
     assert_ne!(first, second);
 }
 
-#[tokio::test]
-async fn work_queue_forgets_acked_messages_log_queue_keeps_them() {
-    let env = Env::new();
+async fn work_queue_forgets_acked_messages_log_queue_keeps_them(engine: Engine) {
+    let env = Env::new(engine);
     let w = env.queue("w", work()).await;
     let l = env.queue("l", log_queue(None)).await;
     for q in [&w, &l] {
@@ -184,9 +193,8 @@ async fn work_queue_forgets_acked_messages_log_queue_keeps_them() {
     assert_eq!((s.produced, s.acked, s.ready), (1, 1, 0));
 }
 
-#[tokio::test]
-async fn create_reports_an_existing_queue_and_updates_persist() {
-    let env = Env::new();
+async fn create_reports_an_existing_queue_and_updates_persist(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     match env.broker.create_queue("t", "q", QueueConfig { delay_secs: 9, ..work() }, None).await.unwrap() {
         qgate::core::CreateOutcome::Exists(rec) => assert_eq!(rec.config.delay_secs, 0),
@@ -210,6 +218,16 @@ async fn create_reports_an_existing_queue_and_updates_persist() {
     let env = env.restart();
     let rec = env.broker.queue("t", "q").await.unwrap().record();
     assert_eq!((rec.config.visibility_timeout_secs, rec.modified_at, rec.created_at), (99, T0 + 5_000, T0));
-    let (names, more) = env.broker.list_queues("t", "", None, 10).await;
+    let (names, more) = env.broker.list_queues("t", "", None, 10).await.unwrap();
     assert_eq!((names.len(), more), (1, false));
 }
+
+engine_tests!(
+    retention_expires_messages_whatever_their_state,
+    purge_removes_live_messages_but_keeps_dead_letters,
+    idempotency_replays_for_a_day_and_survives_restart,
+    restart_restores_queues_messages_leases_dead_letters_and_subscriptions,
+    sequences_are_not_reused_after_the_queue_empties,
+    work_queue_forgets_acked_messages_log_queue_keeps_them,
+    create_reports_an_existing_queue_and_updates_persist,
+);

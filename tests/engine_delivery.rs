@@ -21,9 +21,8 @@ fn body(d: &qgate::core::model::Delivery) -> String {
     String::from_utf8(d.body.body.clone()).unwrap()
 }
 
-#[tokio::test]
-async fn lease_expiry_redelivers_with_a_new_handle() {
-    let env = Env::new();
+async fn lease_expiry_redelivers_with_a_new_handle(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     let id = env.broker.publish(&q, vec![NewMessage::text("hello")]).await.unwrap()[0].id;
 
@@ -56,9 +55,8 @@ async fn lease_expiry_redelivers_with_a_new_handle() {
     assert_eq!((s.ready, s.in_flight, s.produced), (0, 0, 0), "an acked work-queue message is gone");
 }
 
-#[tokio::test]
-async fn forged_foreign_and_stale_handles_are_told_apart() {
-    let env = Env::new();
+async fn forged_foreign_and_stale_handles_are_told_apart(engine: Engine) {
+    let env = Env::new(engine);
     let a = env.queue("a", work()).await;
     let b = env.queue("b", work()).await;
     env.broker.publish(&a, vec![NewMessage::text("x")]).await.unwrap();
@@ -94,9 +92,8 @@ async fn forged_foreign_and_stale_handles_are_told_apart() {
     env.broker.ack(&a, &new_handle).await.unwrap();
 }
 
-#[tokio::test]
-async fn priority_then_sequence_order() {
-    let env = Env::new();
+async fn priority_then_sequence_order(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     let msgs = [("p8-a", 8), ("p1-a", 1), ("p16", 16), ("p1-b", 1), ("p8-b", 8)]
         .iter()
@@ -108,9 +105,8 @@ async fn priority_then_sequence_order() {
     assert_eq!(order, ["p1-a", "p1-b", "p8-a", "p8-b", "p16"]);
 }
 
-#[tokio::test]
-async fn priority_ignored_when_the_queue_disables_it() {
-    let env = Env::new();
+async fn priority_ignored_when_the_queue_disables_it(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", qgate::core::model::QueueConfig { priority: false, ..work() }).await;
     let msgs = [("a", 16), ("b", 1), ("c", 8)]
         .iter()
@@ -121,9 +117,8 @@ async fn priority_ignored_when_the_queue_disables_it() {
     assert_eq!(order, ["a", "b", "c"]);
 }
 
-#[tokio::test]
-async fn delay_keeps_a_message_invisible_until_due() {
-    let env = Env::new();
+async fn delay_keeps_a_message_invisible_until_due(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", qgate::core::model::QueueConfig { delay_secs: 5, ..work() }).await;
     env.broker
         .publish(
@@ -150,9 +145,8 @@ async fn delay_keeps_a_message_invisible_until_due() {
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["late"]);
 }
 
-#[tokio::test]
-async fn fifo_blocks_behind_a_leased_head_and_retries_it_first() {
-    let env = Env::new();
+async fn fifo_blocks_behind_a_leased_head_and_retries_it_first(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", fifo()).await;
     env.broker.publish(&q, ["1", "2", "3"].iter().map(|b| NewMessage::text(*b)).collect()).await.unwrap();
     let head = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
@@ -169,9 +163,8 @@ async fn fifo_blocks_behind_a_leased_head_and_retries_it_first() {
     assert_eq!(rest.iter().map(body).collect::<Vec<_>>(), ["2", "3"]);
 }
 
-#[tokio::test]
-async fn fifo_blocks_behind_a_delayed_head_and_ignores_priority() {
-    let env = Env::new();
+async fn fifo_blocks_behind_a_delayed_head_and_ignores_priority(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", fifo()).await;
     env.broker
         .publish(
@@ -189,9 +182,8 @@ async fn fifo_blocks_behind_a_delayed_head_and_ignores_priority() {
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["1", "2"]);
 }
 
-#[tokio::test]
-async fn nack_counts_failures_and_peek_changes_nothing() {
-    let env = Env::new();
+async fn nack_counts_failures_and_peek_changes_nothing(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
     let peeked = env.broker.peek(&q, DEFAULT_GROUP, 10).await.unwrap();
@@ -212,9 +204,8 @@ async fn nack_counts_failures_and_peek_changes_nothing() {
     assert!(matches!(env.broker.ack_id(&q, DEFAULT_GROUP, id).await, Err(CoreError::NotInFlight)));
 }
 
-#[tokio::test]
-async fn batch_receive_respects_max_and_bytes() {
-    let env = Env::new();
+async fn batch_receive_respects_max_and_bytes(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     env.broker.publish(&q, (0..10).map(|i| NewMessage::text(vec![b'x'; 100 + i])).collect()).await.unwrap();
     assert_eq!(env.broker.receive(&q, DEFAULT_GROUP, many(3)).await.unwrap().len(), 3);
@@ -225,9 +216,8 @@ async fn batch_receive_respects_max_and_bytes() {
     assert_eq!(tiny.len(), 1, "at least one message is always returned");
 }
 
-#[tokio::test]
-async fn publish_limits_are_all_or_nothing() {
-    let env = Env::new();
+async fn publish_limits_are_all_or_nothing(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", qgate::core::model::QueueConfig { max_message_bytes: 10, ..work() }).await;
     let r = env.broker.publish(&q, vec![NewMessage::text("ok"), NewMessage::text("this is too long")]).await;
     assert!(matches!(r, Err(CoreError::TooLarge(_))));
@@ -242,9 +232,8 @@ async fn publish_limits_are_all_or_nothing() {
     assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().produced, 0, "nothing of a failed batch is stored");
 }
 
-#[tokio::test]
-async fn long_poll_wakes_on_publish_without_time_passing() {
-    let env = Env::new();
+async fn long_poll_wakes_on_publish_without_time_passing(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     let b = env.broker.clone();
     let q2 = q.clone();
@@ -268,9 +257,8 @@ impl ClockNow for Env {
     }
 }
 
-#[tokio::test]
-async fn long_poll_waits_its_full_time_then_answers_empty() {
-    let env = Env::new();
+async fn long_poll_waits_its_full_time_then_answers_empty(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     let b = env.broker.clone();
     let q2 = q.clone();
@@ -285,9 +273,8 @@ async fn long_poll_waits_its_full_time_then_answers_empty() {
     assert!(got.is_empty());
 }
 
-#[tokio::test]
-async fn long_poll_wakes_when_a_lease_or_delay_ends() {
-    let env = Env::new();
+async fn long_poll_wakes_when_a_lease_or_delay_ends(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
     env.broker.receive(&q, DEFAULT_GROUP, ReceiveOptions { lease_ms: Some(5_000), ..one() }).await.unwrap();
@@ -313,9 +300,8 @@ async fn long_poll_wakes_when_a_lease_or_delay_ends() {
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["d"]);
 }
 
-#[tokio::test]
-async fn queue_deletion_and_shutdown_end_waits() {
-    let env = Env::new();
+async fn queue_deletion_and_shutdown_end_waits(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     let b = env.broker.clone();
     let q2 = q.clone();
@@ -337,3 +323,20 @@ async fn queue_deletion_and_shutdown_end_waits() {
     let r = tokio::time::timeout(secs(10), waiter).await.expect("shutdown ends the wait").unwrap().unwrap();
     assert!(r.is_empty());
 }
+
+engine_tests!(
+    lease_expiry_redelivers_with_a_new_handle,
+    forged_foreign_and_stale_handles_are_told_apart,
+    priority_then_sequence_order,
+    priority_ignored_when_the_queue_disables_it,
+    delay_keeps_a_message_invisible_until_due,
+    fifo_blocks_behind_a_leased_head_and_retries_it_first,
+    fifo_blocks_behind_a_delayed_head_and_ignores_priority,
+    nack_counts_failures_and_peek_changes_nothing,
+    batch_receive_respects_max_and_bytes,
+    publish_limits_are_all_or_nothing,
+    long_poll_wakes_on_publish_without_time_passing,
+    long_poll_waits_its_full_time_then_answers_empty,
+    long_poll_wakes_when_a_lease_or_delay_ends,
+    queue_deletion_and_shutdown_end_waits,
+);

@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::model::{DeadReason, DeadState, DeliveryRecord, DeliveryState, GroupRecord, Millis, TagRule};
 use super::ready::ReadySet;
+use crate::core::model::{DeadReason, DeadState, DeliveryRecord, DeliveryState, GroupRecord, Millis, TagRule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Lease {

@@ -128,6 +128,10 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every change that returned before this call durable. Concurrent calls share flushes.
     fn sync(&self) -> SyncFuture;
 
+    /// Waits until every change submitted so far is in the store proper (not only in its log),
+    /// so the next start has little to replay. Blocking.
+    fn flush(&self) -> StoreResult<()>;
+
     /// Stops the store: every change submitted so far becomes durable, background work ends,
     /// and later calls fail. Blocking; idempotent.
     fn close(&self) -> StoreResult<()>;

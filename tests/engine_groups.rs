@@ -28,9 +28,8 @@ async fn groups(env: &Env, q: &Queue, names: &[&str]) -> Vec<u32> {
     env.broker.create_groups(q, &names, Some(3)).await.unwrap().iter().map(|g| g.no).collect()
 }
 
-#[tokio::test]
-async fn every_group_gets_every_message() {
-    let env = Env::new();
+async fn every_group_gets_every_message(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", log_queue(None)).await;
     let g = groups(&env, &q, &["billing", "audit"]).await;
     env.broker.publish(&q, ["1", "2", "3"].iter().map(|b| NewMessage::text(*b)).collect()).await.unwrap();
@@ -57,9 +56,8 @@ async fn every_group_gets_every_message() {
     assert_eq!(env.broker.group_no(&q, "audit").await.unwrap(), g[1]);
 }
 
-#[tokio::test]
-async fn group_quota_and_duplicates_create_nothing() {
-    let env = Env::new();
+async fn group_quota_and_duplicates_create_nothing(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", log_queue(None)).await;
     groups(&env, &q, &["a", "b"]).await;
     let two = vec!["c".to_string(), "d".to_string()];
@@ -73,9 +71,8 @@ async fn group_quota_and_duplicates_create_nothing() {
     assert!(matches!(env.broker.delete_groups(&q, &[no]).await, Err(CoreError::GroupNotFound)));
 }
 
-#[tokio::test]
-async fn tag_rules_filter_and_are_fixed_by_the_first_consume() {
-    let env = Env::new();
+async fn tag_rules_filter_and_are_fixed_by_the_first_consume(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", log_queue(None)).await;
     let g = groups(&env, &q, &["or", "and", "none"]).await;
     env.broker
@@ -123,9 +120,8 @@ async fn tag_rules_filter_and_are_fixed_by_the_first_consume() {
     );
 }
 
-#[tokio::test]
-async fn group_dead_letters_after_max_failures_and_can_be_consumed() {
-    let env = Env::new();
+async fn group_dead_letters_after_max_failures_and_can_be_consumed(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", log_queue(Some(2))).await;
     let g = groups(&env, &q, &["g"]).await[0];
     env.broker.publish(&q, vec![NewMessage::text("poison"), NewMessage::text("fine")]).await.unwrap();
@@ -160,9 +156,8 @@ async fn group_dead_letters_after_max_failures_and_can_be_consumed() {
     assert_eq!((s.dead, s.dead_total), (0, 1));
 }
 
-#[tokio::test]
-async fn reset_to_earliest_latest_and_a_time() {
-    let env = Env::new();
+async fn reset_to_earliest_latest_and_a_time(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", log_queue(None)).await;
     let g = groups(&env, &q, &["g"]).await[0];
     env.broker.publish(&q, vec![NewMessage::text("t0-a"), NewMessage::text("t0-b")]).await.unwrap();
@@ -192,9 +187,8 @@ async fn reset_to_earliest_latest_and_a_time() {
     assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().ready, 4);
 }
 
-#[tokio::test]
-async fn a_new_group_starts_at_the_earliest_retained_message() {
-    let env = Env::new();
+async fn a_new_group_starts_at_the_earliest_retained_message(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", log_queue(None)).await;
     env.broker.publish(&q, vec![NewMessage::text("before")]).await.unwrap();
     let g = groups(&env, &q, &["late"]).await[0];
@@ -202,9 +196,8 @@ async fn a_new_group_starts_at_the_earliest_retained_message() {
     assert_eq!(bodies(&env.broker.receive(&q, g, opts(10)).await.unwrap()), ["before", "after"]);
 }
 
-#[tokio::test]
-async fn groups_rules_and_resets_survive_a_restart() {
-    let env = Env::new();
+async fn groups_rules_and_resets_survive_a_restart(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", log_queue(Some(1))).await;
     let g = groups(&env, &q, &["g", "h"]).await;
     env.broker.publish(&q, vec![tagged("a", &["x"]), tagged("b", &["y"]), NewMessage::text("c")]).await.unwrap();
@@ -221,3 +214,13 @@ async fn groups_rules_and_resets_survive_a_restart() {
     assert_eq!(env.broker.stats(&q, g[0]).await.unwrap().dead, 1);
     assert!(env.broker.receive(&q, g[1], opts(10)).await.unwrap().is_empty(), "the reset position survived");
 }
+
+engine_tests!(
+    every_group_gets_every_message,
+    group_quota_and_duplicates_create_nothing,
+    tag_rules_filter_and_are_fixed_by_the_first_consume,
+    group_dead_letters_after_max_failures_and_can_be_consumed,
+    reset_to_earliest_latest_and_a_time,
+    a_new_group_starts_at_the_earliest_retained_message,
+    groups_rules_and_resets_survive_a_restart,
+);

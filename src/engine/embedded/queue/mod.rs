@@ -20,14 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
-use super::error::{CoreError, Result};
 use super::group::{Dead, GroupState, Info, Lease};
-use super::model::{
+use super::store::{QueueSnapshot, Store, StoreResult};
+use crate::core::error::{CoreError, Result};
+use crate::core::model::{
     DEFAULT_GROUP, DEFAULT_PRIORITY, DeadLetterTarget, DeadReason, DeadState, DeliveryRecord, DeliveryState,
     GroupRecord, GroupStats, MAX_TAGS, MessageBody, MessageId, MessageMeta, Millis, NewMessage, Origin, QueueKind,
     QueueRecord, RetentionMode, TagRule,
 };
-use crate::store::{QueueSnapshot, Store, StoreResult};
 
 mod admin;
 mod deadletter;
@@ -94,35 +94,7 @@ pub(crate) struct Picked {
     pub dead: bool,
 }
 
-/// How a consume reset positions a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetPosition {
-    Earliest,
-    Latest,
-    /// Messages enqueued at or after this instant become deliverable.
-    Time(Millis),
-}
-
-/// What a receive wants.
-#[derive(Debug, Clone)]
-pub struct ReceiveOptions {
-    pub max: usize,
-    /// Lease length; `None` uses the queue's visibility timeout.
-    pub lease_ms: Option<u64>,
-    /// Long-poll wait; `None` uses the queue's polling wait.
-    pub wait_ms: Option<u64>,
-    /// The group's tag rule (named groups): fixed by the first receive that gives one.
-    pub rule: Option<TagRule>,
-    /// Stop adding messages once their bodies would exceed this many bytes (at least one is
-    /// always returned).
-    pub max_bytes: Option<u64>,
-}
-
-impl ReceiveOptions {
-    pub fn new(max: usize) -> Self {
-        ReceiveOptions { max, lease_ms: None, wait_ms: None, rule: None, max_bytes: None }
-    }
-}
+pub(crate) use crate::core::options::{ReceiveOptions, ResetPosition};
 
 pub(crate) struct QueueState {
     pub record: QueueRecord,
@@ -139,11 +111,6 @@ pub(crate) struct QueueState {
     pub deleted: bool,
 }
 
-pub(crate) fn salt_of(id: Uuid) -> u64 {
-    let b = id.as_bytes();
-    u64::from_be_bytes(b[0..8].try_into().expect("8 bytes")) ^ u64::from_be_bytes(b[8..16].try_into().expect("8 bytes"))
-}
-
 pub(crate) fn default_group_record(queue_id: Uuid, created_at: Millis) -> GroupRecord {
     GroupRecord {
         queue_id,
@@ -158,7 +125,7 @@ pub(crate) fn default_group_record(queue_id: Uuid, created_at: Millis) -> GroupR
 
 impl QueueState {
     pub fn new(record: QueueRecord) -> Self {
-        let salt = salt_of(record.id);
+        let salt = crate::core::model::queue_salt(record.id);
         let mut groups = BTreeMap::new();
         groups.insert(DEFAULT_GROUP, GroupState::new(default_group_record(record.id, record.created_at)));
         QueueState {

@@ -951,6 +951,10 @@ impl Store for SledStore {
     /// Stops both threads (the committer first writes and syncs what is buffered; what the
     /// applier had not applied is replayed from the log at the next open), then lets sled write
     /// its own state, so a restart in the same process can reopen the database at once.
+    fn flush(&self) -> StoreResult<()> {
+        self.flush_blocking()
+    }
+
     fn close(&self) -> StoreResult<()> {
         let threads: Vec<_> = {
             let mut p = self.shared.pipe.lock();

@@ -20,9 +20,8 @@ async fn fail(env: &Env, q: &std::sync::Arc<Queue>) -> bool {
     env.broker.nack(q, &d.handle, false).await.unwrap()
 }
 
-#[tokio::test]
-async fn dead_lettered_exactly_at_the_threshold_into_the_own_store() {
-    let env = Env::new();
+async fn dead_lettered_exactly_at_the_threshold_into_the_own_store(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", policy(3, DeadLetterTarget::Own)).await;
     let id = env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap()[0].id;
     assert!(fail(&env, &q).await, "failure 1: requeued");
@@ -38,9 +37,8 @@ async fn dead_lettered_exactly_at_the_threshold_into_the_own_store() {
     assert_eq!(dl.source_queue, q.id());
 }
 
-#[tokio::test]
-async fn nack_without_requeue_dead_letters_at_once() {
-    let env = Env::new();
+async fn nack_without_requeue_dead_letters_at_once(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", policy(5, DeadLetterTarget::Own)).await;
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
     let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
@@ -49,9 +47,8 @@ async fn nack_without_requeue_dead_letters_at_once() {
     assert_eq!(page.items[0].reason, DeadReason::Nacked);
 }
 
-#[tokio::test]
-async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home() {
-    let env = Env::new();
+async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home(engine: Engine) {
+    let env = Env::new(engine);
     let dlq = env.queue("dlq", work()).await;
     let q = env.queue("q", policy(1, DeadLetterTarget::Queue(dlq.id()))).await;
     let ids: Vec<_> = env
@@ -99,9 +96,8 @@ async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home
     env.broker.ack_id(&q, DEFAULT_GROUP, back[0].meta.id).await.unwrap();
 }
 
-#[tokio::test]
-async fn redrive_one_from_the_own_store() {
-    let env = Env::new();
+async fn redrive_one_from_the_own_store(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", policy(1, DeadLetterTarget::Own)).await;
     let metas = env.broker.publish(&q, vec![NewMessage::text("a"), NewMessage::text("b")]).await.unwrap();
     fail(&env, &q).await;
@@ -118,9 +114,8 @@ async fn redrive_one_from_the_own_store() {
     assert_eq!(env.broker.redrive(&q, RedriveSelector::All, 0).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_vanished_target_keeps_dead_letters_at_home() {
-    let env = Env::new();
+async fn a_vanished_target_keeps_dead_letters_at_home(engine: Engine) {
+    let env = Env::new(engine);
     let dlq = env.queue("dlq", work()).await;
     let q = env.queue("q", policy(1, DeadLetterTarget::Queue(dlq.id()))).await;
     env.broker.delete_queue(&dlq).await.unwrap();
@@ -130,9 +125,8 @@ async fn a_vanished_target_keeps_dead_letters_at_home() {
     assert_eq!(env.broker.dead_letters(&q, None, 10).await.unwrap().items.len(), 1);
 }
 
-#[tokio::test]
-async fn dead_letter_target_must_exist_and_not_be_itself() {
-    let env = Env::new();
+async fn dead_letter_target_must_exist_and_not_be_itself(engine: Engine) {
+    let env = Env::new(engine);
     let q = env.queue("q", work()).await;
     let r = env.broker.update_queue(&q, |c| {
         c.dead_letter = Some(DeadLetterPolicy { max_failures: 1, target: DeadLetterTarget::Queue(q.id()) });
@@ -142,3 +136,12 @@ async fn dead_letter_target_must_exist_and_not_be_itself() {
     let r = env.broker.create_queue("t", "x", policy(1, DeadLetterTarget::Queue(uuid::Uuid::new_v4())), None).await;
     assert!(matches!(r, Err(CoreError::QueueNotFound)));
 }
+
+engine_tests!(
+    dead_lettered_exactly_at_the_threshold_into_the_own_store,
+    nack_without_requeue_dead_letters_at_once,
+    dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home,
+    redrive_one_from_the_own_store,
+    a_vanished_target_keeps_dead_letters_at_home,
+    dead_letter_target_must_exist_and_not_be_itself,
+);

@@ -1,4 +1,4 @@
-//! The store conformance suite: the contract of `qgate::store::Store` (see its module docs),
+//! The store conformance suite: the contract of `qgate::engine::embedded::store::Store` (see its module docs),
 //! written against the trait so that any engine can run it. Every check writes through one
 //! store, drops it, opens the same location again and reads back with `load`, so persistence
 //! is part of every check. It runs on sled below; a second engine adds one `conformance!` line.
@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use qgate::core::model::*;
-use qgate::store::{SledOptions, SledStore, Store};
+use qgate::engine::embedded::store::{SledOptions, SledStore, Store};
 use uuid::Uuid;
 
 /// What the suite needs from an engine: open (again) the store at one location.
@@ -80,7 +80,7 @@ fn group(q: Uuid, no: u32) -> GroupRecord {
 }
 
 /// Writes with one store, reopens, returns the reopened store and its snapshot.
-fn reopen(h: &dyn Harness, s: Box<dyn Store>) -> (Box<dyn Store>, qgate::store::Snapshot) {
+fn reopen(h: &dyn Harness, s: Box<dyn Store>) -> (Box<dyn Store>, qgate::engine::embedded::store::Snapshot) {
     block(s.sync()).unwrap();
     drop(s);
     let s = h.open();
@@ -301,18 +301,22 @@ mod sled {
     #[test]
     fn group_commit_shares_flushes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = qgate::store::SledStore::open(&qgate::store::SledOptions::new(dir.path())).unwrap();
+        let s = qgate::engine::embedded::store::SledStore::open(&qgate::engine::embedded::store::SledOptions::new(
+            dir.path(),
+        ))
+        .unwrap();
         let q = super::queue("t", "q");
-        qgate::store::Store::put_queue(&s, &q).unwrap();
-        super::block(qgate::store::Store::sync(&s)).unwrap();
+        qgate::engine::embedded::store::Store::put_queue(&s, &q).unwrap();
+        super::block(qgate::engine::embedded::store::Store::sync(&s)).unwrap();
         let before = s.flush_count();
         let futures: Vec<_> = {
             let _held = s.hold_commits();
             // While the committer is held, 100 callers append and queue up for a sync.
             (1..=100u64)
                 .map(|i| {
-                    qgate::store::Store::append(&s, q.id, &[(super::meta(i, &[]), super::body("m"))]).unwrap();
-                    qgate::store::Store::sync(&s)
+                    qgate::engine::embedded::store::Store::append(&s, q.id, &[(super::meta(i, &[]), super::body("m"))])
+                        .unwrap();
+                    qgate::engine::embedded::store::Store::sync(&s)
                 })
                 .collect()
         };
@@ -330,7 +334,7 @@ mod sled {
     /// points into it (across restarts, transfers and replays) and goes once none does.
     #[test]
     fn log_segments_hold_bodies_until_no_message_points_into_them() {
-        use qgate::store::{SledOptions, SledStore, Store};
+        use qgate::engine::embedded::store::{SledOptions, SledStore, Store};
         let dir = tempfile::tempdir().unwrap();
         let opts = SledOptions { segment_bytes: 2048, ..SledOptions::new(dir.path()) };
         let text = |i: u64| format!("message {i} {}", "x".repeat(100));
@@ -398,7 +402,7 @@ mod sled {
     /// not wait for it — and a sweep cut short by a restart resumes.
     #[test]
     fn deleted_queues_are_swept_across_restarts() {
-        use qgate::store::{SledOptions, SledStore, Store};
+        use qgate::engine::embedded::store::{SledOptions, SledStore, Store};
         let dir = tempfile::tempdir().unwrap();
         let opts = SledOptions { segment_bytes: 64 * 1024, ..SledOptions::new(dir.path()) };
         let s = SledStore::open(&opts).unwrap();
@@ -430,7 +434,7 @@ mod sled {
     /// compaction copies them to the end of the log and the old segments go.
     #[test]
     fn sparse_log_segments_are_compacted() {
-        use qgate::store::{SledOptions, SledStore, Store};
+        use qgate::engine::embedded::store::{SledOptions, SledStore, Store};
         let dir = tempfile::tempdir().unwrap();
         let opts = SledOptions { segment_bytes: 2048, ..SledOptions::new(dir.path()) };
         let text = |i: u64| format!("message {i} {}", "y".repeat(100));
