@@ -1,9 +1,9 @@
 //! One queue's in-memory state and the operations on it.
 //!
-//! [`QueueState`] is the queue core proper: every method runs under the queue's mutex, reads the
-//! injected time as `now`, updates the indexes (see [`super::group`]) and writes the matching
-//! domain operation to the store. Writes that must be durable before an answer (publish, config
-//! changes) are synced by the broker after the lock is released; lease/ack/release writes are
+//! [`QueueState`] is the embedded engine's queue state machine: every method runs under the
+//! queue's mutex, reads the caller's time as `now`, updates the indexes (see [`super::group`])
+//! and writes the matching domain operation to the store. Writes that must be durable before an
+//! answer (publish, config changes) are synced by the engine after the lock is released; lease/ack/release writes are
 //! lazy (a failure is logged: the in-memory state stays authoritative while running, and a crash
 //! only brings back an earlier state, i.e. redelivery).
 //!
@@ -13,7 +13,8 @@
 //! This file holds the state and its indexes; the operations are grouped by family in
 //! [`expiry`] (time-driven changes, failures, dead-lettering), [`delivery`] (publish, receive,
 //! ack, nack, change visibility), [`deadletter`] (the own dead-letter store, redrive) and
-//! [`admin`] (purge, stats, reset, groups). Messages are held in a [`MessageMap`] (dense chunks by sequence).
+//! [`admin`] (purge, stats, reset, groups). Messages are held in a [`MessageMap`] (dense chunks
+//! by sequence).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +79,7 @@ pub(crate) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    /// A lease id never used before (see `Broker::open` for why it is unique across restarts).
+    /// A lease id never used before (see `EmbeddedEngine::open` for why it is unique across restarts).
     pub fn lease_id(&self) -> u64 {
         self.leases.fetch_add(1, Ordering::Relaxed)
     }

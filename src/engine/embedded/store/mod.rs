@@ -1,16 +1,21 @@
-//! Durable state behind the queue core.
+//! Durable state behind the embedded engine's in-memory queues: a journal, not a database.
 //!
-//! [`Store`] speaks the core's domain (append, lease, ack, dead-letter, transfer, …), not
-//! key/value, so that a second engine (PostgreSQL, say) can implement it without knowing how the
-//! core keeps its in-memory indexes. [`SledStore`] is the embedded default.
+//! [`Store`] speaks the queue model's domain (append, lease, ack, dead-letter, transfer, …), not
+//! key/value, but it decides nothing: the engine's in-memory state is authoritative while it
+//! runs, writes every change here, and reads it all back once, at start ([`Store::load`]), plus
+//! message bodies on delivery ([`Store::body`]). That is why a `Store` cannot be shared by
+//! several processes (each would hold its own diverging copy of every queue); an engine that
+//! serves several nodes implements [`crate::core::Engine`] instead. [`SledStore`] is the
+//! implementation: sled behind a write-ahead log that also keeps the bodies.
 //!
 //! # Contract
 //!
 //! * **Ordering.** Every method applies its change atomically (all of it or none of it, also
 //!   across a crash) and in call order: a later call observes an earlier one.
 //! * **Durability.** A change is durable once a [`Store::sync`] that *started after it returned*
-//!   has completed (for sled: its write-ahead log is fsynced; sled itself is written behind). The core awaits `sync` before answering a publish (and any other call a
-//!   dialect promises is durable), so an answered publish survives `kill -9` and power loss.
+//!   has completed (for sled: its write-ahead log is fsynced; sled itself is written behind).
+//!   The engine awaits `sync` before answering a publish (and any other call a dialect
+//!   promises is durable), so an answered publish survives `kill -9` and power loss.
 //!   Everything else (leases, acks, releases, dead-lettering) may become durable lazily: after a
 //!   crash those changes may be missing, which turns into redelivery (at-least-once), never loss.
 //! * **Group commit.** Concurrent `sync` calls share flushes: an implementation must not flush
@@ -23,7 +28,7 @@
 //!   in a group is ready and was never delivered there. Records belong to groups that exist (the
 //!   default group, number 0, always does). `remove` and `delete_queue` drop the records of the
 //!   messages they remove; `delete_group` drops the group's.
-//! * **Load** returns everything written (and, after a crash, everything durable) so the core can
+//! * **Load** returns everything written (and, after a crash, everything durable) so the engine can
 //!   rebuild its indexes: queues, groups, message metas, delivery records, idempotency records,
 //!   subscriptions.
 //! * Records are encoded with a version byte ([`codec`]); a store refuses records newer than it
