@@ -6,7 +6,8 @@
 //! (`publish`, `receive`, `ack`, …), and the result or [`core::CoreError`] is encoded back in the
 //! dialect's own format. The core never sees the wire; the dialects never touch the store.
 //! Credentials map to tenants in [`auth`]; configuration is [`config`]; push subscriptions are
-//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`bench`] is the
+//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`state`] is what
+//! every handler reaches (the server builds it, the dialects only use it); [`bench`] is the
 //! load generator behind `qgate bench`.
 
 #![forbid(unsafe_code)]
@@ -19,4 +20,5 @@ pub mod dialects;
 pub mod http;
 pub mod push;
 pub mod server;
+pub mod state;
 pub mod store;

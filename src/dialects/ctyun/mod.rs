@@ -28,7 +28,7 @@ use crate::auth::Tenant;
 use crate::config::{CustomInfoMode, HttpStatusMode, Md5Mode, derived_project_id};
 use crate::core::Queue;
 use crate::http::{BodyError, read_body};
-use crate::server::AppState;
+use crate::state::AppState;
 use envelope::{CtError, Reply, failure, success};
 use params::{Params, field, field_text};
 

@@ -12,7 +12,7 @@ use super::queues::parse_limit;
 use super::wire::{dead_letter, decode_cursor, encode_cursor, parse_rfc3339};
 use crate::core::model::MessageId;
 use crate::core::{CoreError, RedriveSelector};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `GET /v1/queue/dlq/list/{queue}?cursor=&limit=` — the queue's dead letters wherever kept,
 /// oldest death first.
