@@ -6,7 +6,8 @@
 //! (`publish`, `receive`, `ack`, …), and the result or [`core::CoreError`] is encoded back in the
 //! dialect's own format. The core never sees the wire; the dialects never touch the store.
 //! Credentials map to tenants in [`auth`]; configuration is [`config`]; push subscriptions are
-//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`state`] is what
+//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`json`] the JSON
+//! renderings of core records that several of them (and push) share; [`state`] is what
 //! every handler reaches (the server builds it, the dialects only use it); [`bench`] is the
 //! load generator behind `qgate bench`.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod core;
 pub mod dialects;
 pub mod http;
+pub mod json;
 pub mod push;
 pub mod server;
 pub mod state;
