@@ -2,12 +2,15 @@
 //!
 //! One queue core ([`core`]: the model and the broker the dialects call) over an engine
 //! ([`engine`]: the embedded one keeps queues in memory, durable through sled and a write-ahead
-//! log), and one HTTP listener ([`server`]) where each vendor dialect ([`dialects`]) lives under its own paths. A
-//! request is decoded by its dialect (authentication included), turned into a neutral core call
-//! (`publish`, `receive`, `ack`, …), and the result or [`core::CoreError`] is encoded back in the
-//! dialect's own format. The core and the engines never see the wire; the dialects never touch an engine.
+//! log), and one HTTP listener ([`server`]) where each vendor dialect ([`dialects`]) lives under
+//! its own paths. A request is decoded by its dialect (authentication included), turned into a
+//! neutral broker call (`publish`, `receive`, `ack`, …), and the result or [`core::CoreError`] is
+//! encoded back in the dialect's own format. The core and the engines never see the wire; the
+//! dialects never touch an engine.
 //! Credentials map to tenants in [`auth`]; configuration is [`config`]; push subscriptions are
-//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`bench`] is the
+//! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`json`] the JSON
+//! renderings of core records that several of them (and push) share; [`state`] is what
+//! every handler reaches (the server builds it, the dialects only use it); [`bench`] is the
 //! load generator behind `qgate bench`.
 
 #![forbid(unsafe_code)]
@@ -19,5 +22,7 @@ pub mod core;
 pub mod dialects;
 pub mod engine;
 pub mod http;
+pub mod json;
 pub mod push;
 pub mod server;
+pub mod state;

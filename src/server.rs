@@ -20,28 +20,7 @@ use crate::core::{Broker, Clock, ReceiptKey};
 use crate::dialects;
 use crate::engine;
 use crate::push::PushManager;
-
-/// What every handler can reach: one `Arc`, because axum clones the state for every request
-/// (several times, through the middleware) and each clone of shared counters is an atomic
-/// operation on a cache line both cores fight over.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// The parts of [`AppState`].
-pub struct Shared {
-    pub broker: Arc<Broker>,
-    pub auth: Arc<Auth>,
-    pub config: Arc<Config>,
-    pub push: Arc<PushManager>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
+pub use crate::state::{AppState, Shared};
 
 /// A running qgate minus the listener.
 pub struct Opened {

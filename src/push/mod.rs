@@ -31,6 +31,7 @@ use crate::auth::crypto::hmac_sha256;
 use crate::config::PushConfig;
 use crate::core::model::{DEFAULT_GROUP, Delivery, SubscriptionRecord};
 use crate::core::{Broker, CoreError, Queue, ReceiveOptions};
+use crate::json::{body_value, rfc3339};
 use ssrf::{GuardedResolver, SsrfPolicy};
 
 /// Long-poll wait of a worker's receive.
@@ -215,9 +216,9 @@ impl PushManager {
             "subscription_id": sub.id.to_string(),
             "queue": q.name(),
             "message_id": d.meta.id.to_string(),
-            "payload": crate::dialects::infrai::wire::payload(d.meta.kind, &d.body.body),
+            "payload": body_value(d.meta.kind, &d.body.body),
             "attempts": attempts,
-            "enqueued_at": crate::dialects::infrai::wire::rfc3339(d.meta.enqueued_at),
+            "enqueued_at": rfc3339(d.meta.enqueued_at),
         })
         .to_string();
         let ts = (self.broker.now() / 1000).to_string();

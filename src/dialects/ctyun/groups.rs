@@ -7,8 +7,8 @@ use super::Ctx;
 use super::envelope::{CtError, Reply};
 use super::params::{boolean, field, field_text};
 use super::sign::parse_request_date;
-use crate::core::model::GroupInfo;
 use crate::core::{CoreError, ResetPosition};
+use crate::json::group_object;
 
 fn valid_group_name(name: &str) -> bool {
     (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -63,23 +63,6 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, CtError> {
     m.insert("ackWait".into(), json!("30s"));
     m.insert("groups".into(), Value::Array(all));
     Ok(Reply::D(m))
-}
-
-/// A group's counters as CTYun (and DMS) report them.
-pub fn group_object(g: &GroupInfo, include_dead_letter: bool) -> Value {
-    let s = &g.stats;
-    let mut v = json!({
-        "id": g.record.id,
-        "name": g.record.name,
-        "produced_messages": s.produced,
-        "consumed_messages": s.acked,
-        "available_messages": s.ready + s.in_flight + s.delayed,
-    });
-    if include_dead_letter {
-        v["produced_deadletters"] = json!(s.dead_total);
-        v["available_deadletters"] = json!(s.dead);
-    }
-    v
 }
 
 /// `querySpecifyQueueAllConsumerGroup` — every group with its counters; envelope D.

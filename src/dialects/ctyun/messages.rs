@@ -9,28 +9,9 @@ use super::Ctx;
 use super::envelope::{CtError, Reply};
 use super::handler::{self, Minted};
 use super::params::{clamped, field, field_text};
-use crate::core::model::{BodyKind, Delivery, MAX_TAGS, NewMessage, TagMode, TagRule};
+use crate::core::model::{Delivery, MAX_TAGS, NewMessage, TagMode, TagRule};
 use crate::core::{Queue, ReceiveOptions};
-
-/// A message body as sent: JSON bodies as themselves, text from other dialects as a JSON string.
-pub fn body_value(kind: BodyKind, bytes: &[u8]) -> Value {
-    match kind {
-        BodyKind::Json => {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-        }
-        BodyKind::Text => Value::String(String::from_utf8_lossy(bytes).into_owned()),
-    }
-}
-
-/// Attribute values are stored as JSON text; non-JSON values (from other dialects) as strings.
-pub fn attributes_value(attrs: &BTreeMap<String, String>) -> Value {
-    Value::Object(
-        attrs
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone()))))
-            .collect(),
-    )
-}
+use crate::json::{attributes_text, attributes_value, body_value};
 
 /// Validates one outgoing message (`{body, attributes?, tags?}`).
 pub fn outgoing(m: &Value, i: usize) -> Result<NewMessage, CtError> {
@@ -40,7 +21,7 @@ pub fn outgoing(m: &Value, i: usize) -> Result<NewMessage, CtError> {
     let body = field(m, &["body"]).ok_or_else(|| CtError::invalid(format!("messages[{i}] 缺少 body")))?;
     let attributes = match field(m, &["attributes"]) {
         None => BTreeMap::new(),
-        Some(Value::Object(a)) => a.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+        Some(Value::Object(a)) => attributes_text(a),
         Some(_) => return Err(CtError::invalid(format!("messages[{i}].attributes 应为 JSON 对象"))),
     };
     let tags: Vec<String> = match field(m, &["tags"]) {
@@ -288,6 +269,5 @@ mod tests {
         assert_eq!(filter_tags(&json!({"tag": "a, b"})).unwrap(), vec!["a", "b"]);
         assert_eq!(filter_tags(&json!({"tagList": ["a"]})).unwrap(), vec!["a"]);
         assert!(filter_tags(&json!({"tags": ["a", "b", "c", "d"]})).is_err());
-        assert_eq!(body_value(BodyKind::Text, b"aGk="), json!("aGk="));
     }
 }

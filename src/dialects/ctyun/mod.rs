@@ -28,7 +28,7 @@ use crate::auth::Tenant;
 use crate::config::{CustomInfoMode, HttpStatusMode, Md5Mode, derived_project_id};
 use crate::core::Queue;
 use crate::http::{BodyError, read_body};
-use crate::server::AppState;
+use crate::state::AppState;
 use envelope::{CtError, Reply, failure, success};
 use params::{Params, field, field_text};
 
@@ -45,53 +45,111 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/apiproxy/v3/queue/{op}", any(handle))
 }
 
-/// One operation: its method and its business parameters in contentMD5 (document) order.
-struct Op {
-    name: &'static str,
-    method: Method,
-    params: &'static [&'static str],
+/// The operations, one per `<operation>` path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    CreateQueue,
+    QueryQueue,
+    QuerySpecifyQueue,
+    RemoveQueue,
+    QueryQuota,
+    CreateConsumeGroup,
+    QuerySpecifyQueueAllConsumerGroup,
+    RemoveSpecifyConsumerGroup,
+    ConsumeReset,
+    SendSpecifyQueueMessage,
+    ConsumptionMessage,
+    ConfirmConsumedSpecifiedMessage,
+    ConsumeDeadlettersMessage,
+    ConfirmConsumeDeadlettersMessage,
 }
 
-const OPS: &[Op] = &[
-    Op { name: "createQueue", method: Method::POST, params: &["createQueueInfo", "customInfo"] },
-    Op { name: "queryQueue", method: Method::GET, params: &["regionId", "includeDeadletter", "customInfo"] },
-    Op {
-        name: "querySpecifyQueue",
-        method: Method::GET,
-        params: &["regionId", "queueId", "includeDeadletter", "customInfo"],
-    },
-    Op { name: "removeQueue", method: Method::POST, params: &["regionId", "queueId", "customInfo"] },
-    Op { name: "createConsumeGroup", method: Method::POST, params: &["regionId", "queueId", "groups", "customInfo"] },
-    Op {
-        name: "querySpecifyQueueAllConsumerGroup",
-        method: Method::GET,
-        params: &["regionId", "queueId", "includeDeadletter", "customInfo"],
-    },
-    Op {
-        name: "removeSpecifyConsumerGroup",
-        method: Method::POST,
-        params: &["regionId", "queueId", "groups", "customInfo"],
-    },
-    Op {
-        name: "sendSpecifyQueueMessage",
-        method: Method::POST,
-        params: &["regionId", "queueId", "messages", "customInfo"],
-    },
-    Op { name: "consumptionMessage", method: Method::GET, params: &["consumerQueueInfo", "customInfo"] },
-    Op {
-        name: "confirmConsumedSpecifiedMessage",
-        method: Method::POST,
-        params: &["regionId", "queueId", "consumerGroupId", "message", "customInfo"],
-    },
-    Op { name: "queryQuota", method: Method::GET, params: &["regionId", "customInfo"] },
-    Op { name: "consumeDeadlettersMessage", method: Method::GET, params: &["consumedMessageInfo", "customInfo"] },
-    Op {
-        name: "confirmConsumeDeadlettersMessage",
-        method: Method::POST,
-        params: &["consumedMessageInfo", "customInfo"],
-    },
-    Op { name: "consumeReset", method: Method::POST, params: &["consumedMessageInfo", "customInfo"] },
-];
+impl Route {
+    /// Every operation (what [`Route::parse`] searches).
+    pub const ALL: [Route; 14] = [
+        Route::CreateQueue,
+        Route::QueryQueue,
+        Route::QuerySpecifyQueue,
+        Route::RemoveQueue,
+        Route::QueryQuota,
+        Route::CreateConsumeGroup,
+        Route::QuerySpecifyQueueAllConsumerGroup,
+        Route::RemoveSpecifyConsumerGroup,
+        Route::ConsumeReset,
+        Route::SendSpecifyQueueMessage,
+        Route::ConsumptionMessage,
+        Route::ConfirmConsumedSpecifiedMessage,
+        Route::ConsumeDeadlettersMessage,
+        Route::ConfirmConsumeDeadlettersMessage,
+    ];
+
+    /// The operation a path's last segment names; clients differ in its case, so any case.
+    pub fn parse(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The operation's name as the vendor spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::CreateQueue => "createQueue",
+            Route::QueryQueue => "queryQueue",
+            Route::QuerySpecifyQueue => "querySpecifyQueue",
+            Route::RemoveQueue => "removeQueue",
+            Route::QueryQuota => "queryQuota",
+            Route::CreateConsumeGroup => "createConsumeGroup",
+            Route::QuerySpecifyQueueAllConsumerGroup => "querySpecifyQueueAllConsumerGroup",
+            Route::RemoveSpecifyConsumerGroup => "removeSpecifyConsumerGroup",
+            Route::ConsumeReset => "consumeReset",
+            Route::SendSpecifyQueueMessage => "sendSpecifyQueueMessage",
+            Route::ConsumptionMessage => "consumptionMessage",
+            Route::ConfirmConsumedSpecifiedMessage => "confirmConsumedSpecifiedMessage",
+            Route::ConsumeDeadlettersMessage => "consumeDeadlettersMessage",
+            Route::ConfirmConsumeDeadlettersMessage => "confirmConsumeDeadlettersMessage",
+        }
+    }
+
+    /// The one method the operation accepts: reads are GET, changes POST.
+    pub fn method(self) -> Method {
+        match self {
+            Route::QueryQueue
+            | Route::QuerySpecifyQueue
+            | Route::QueryQuota
+            | Route::QuerySpecifyQueueAllConsumerGroup
+            | Route::ConsumptionMessage
+            | Route::ConsumeDeadlettersMessage => Method::GET,
+            Route::CreateQueue
+            | Route::RemoveQueue
+            | Route::CreateConsumeGroup
+            | Route::RemoveSpecifyConsumerGroup
+            | Route::ConsumeReset
+            | Route::SendSpecifyQueueMessage
+            | Route::ConfirmConsumedSpecifiedMessage
+            | Route::ConfirmConsumeDeadlettersMessage => Method::POST,
+        }
+    }
+
+    /// The business parameters in the order contentMD5 joins them (the vendor document's order).
+    pub fn params(self) -> &'static [&'static str] {
+        match self {
+            Route::CreateQueue => &["createQueueInfo", "customInfo"],
+            Route::QueryQueue => &["regionId", "includeDeadletter", "customInfo"],
+            Route::QuerySpecifyQueue => &["regionId", "queueId", "includeDeadletter", "customInfo"],
+            Route::RemoveQueue => &["regionId", "queueId", "customInfo"],
+            Route::QueryQuota => &["regionId", "customInfo"],
+            Route::CreateConsumeGroup => &["regionId", "queueId", "groups", "customInfo"],
+            Route::QuerySpecifyQueueAllConsumerGroup => &["regionId", "queueId", "includeDeadletter", "customInfo"],
+            Route::RemoveSpecifyConsumerGroup => &["regionId", "queueId", "groups", "customInfo"],
+            Route::ConsumeReset => &["consumedMessageInfo", "customInfo"],
+            Route::SendSpecifyQueueMessage => &["regionId", "queueId", "messages", "customInfo"],
+            Route::ConsumptionMessage => &["consumerQueueInfo", "customInfo"],
+            Route::ConfirmConsumedSpecifiedMessage => {
+                &["regionId", "queueId", "consumerGroupId", "message", "customInfo"]
+            }
+            Route::ConsumeDeadlettersMessage => &["consumedMessageInfo", "customInfo"],
+            Route::ConfirmConsumeDeadlettersMessage => &["consumedMessageInfo", "customInfo"],
+        }
+    }
+}
 
 /// A decoded, authenticated CTYun request.
 pub struct Ctx {
@@ -156,7 +214,7 @@ pub fn reject(st_mirror: bool) -> Response {
 async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     let (parts, body) = req.into_parts();
     let name = parts.uri.path().rsplit('/').next().unwrap_or("");
-    let op = OPS.iter().find(|o| o.name.eq_ignore_ascii_case(name)).ok_or_else(CtError::unknown_operation)?;
+    let route = Route::parse(name).ok_or_else(CtError::unknown_operation)?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => CtError::business("DMS.MessageTooLarge", "请求体过大"),
         BodyError::Io(m) => CtError::malformed(format!("无法读取请求体: {m}")),
@@ -180,10 +238,10 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
         return Err(CtError::business("Openapi.Signature.Error", "签名校验失败"));
     }
     let params = Params::collect(&parts.method, &parts.headers, parts.uri.query().unwrap_or(""), &body)?;
-    if !sign::md5_matches(cfg.content_md5, content_md5, &params.md5_texts(op.params)) {
+    if !sign::md5_matches(cfg.content_md5, content_md5, &params.md5_texts(route.params())) {
         if cfg.content_md5 == Md5Mode::Warn {
             tracing::warn!(
-                op = op.name,
+                op = route.name(),
                 access_key,
                 "contentMD5 does not match the parameters (accepted: content_md5 = warn)"
             );
@@ -191,27 +249,26 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
             return Err(CtError::business("Openapi.ContentMD5.Mismatch", "contentMD5 与请求参数不符"));
         }
     }
-    if parts.method != op.method {
-        return Err(CtError::malformed(format!("{} 只接受 {} 请求", op.name, op.method)));
+    if parts.method != route.method() {
+        return Err(CtError::malformed(format!("{} 只接受 {} 请求", route.name(), route.method())));
     }
     let (ns, project_id) = namespace(&st, &tenant, &params)?;
     let ctx = Ctx { st, tenant, ns, project_id, params };
-    match op.name {
-        "createQueue" => queues::create(&ctx).await,
-        "queryQueue" => queues::list(&ctx).await,
-        "querySpecifyQueue" => queues::show(&ctx).await,
-        "removeQueue" => queues::remove(&ctx).await,
-        "queryQuota" => queues::quota(&ctx).await,
-        "createConsumeGroup" => groups::create(&ctx).await,
-        "querySpecifyQueueAllConsumerGroup" => groups::list(&ctx).await,
-        "removeSpecifyConsumerGroup" => groups::remove(&ctx).await,
-        "consumeReset" => groups::reset(&ctx).await,
-        "sendSpecifyQueueMessage" => messages::send(&ctx).await,
-        "consumptionMessage" => messages::consume(&ctx).await,
-        "confirmConsumedSpecifiedMessage" => messages::confirm(&ctx).await,
-        "consumeDeadlettersMessage" => messages::consume_dead(&ctx).await,
-        "confirmConsumeDeadlettersMessage" => messages::confirm_dead(&ctx).await,
-        other => unreachable!("operation {other} is listed but not dispatched"),
+    match route {
+        Route::CreateQueue => queues::create(&ctx).await,
+        Route::QueryQueue => queues::list(&ctx).await,
+        Route::QuerySpecifyQueue => queues::show(&ctx).await,
+        Route::RemoveQueue => queues::remove(&ctx).await,
+        Route::QueryQuota => queues::quota(&ctx).await,
+        Route::CreateConsumeGroup => groups::create(&ctx).await,
+        Route::QuerySpecifyQueueAllConsumerGroup => groups::list(&ctx).await,
+        Route::RemoveSpecifyConsumerGroup => groups::remove(&ctx).await,
+        Route::ConsumeReset => groups::reset(&ctx).await,
+        Route::SendSpecifyQueueMessage => messages::send(&ctx).await,
+        Route::ConsumptionMessage => messages::consume(&ctx).await,
+        Route::ConfirmConsumedSpecifiedMessage => messages::confirm(&ctx).await,
+        Route::ConsumeDeadlettersMessage => messages::consume_dead(&ctx).await,
+        Route::ConfirmConsumeDeadlettersMessage => messages::confirm_dead(&ctx).await,
     }
 }
 
@@ -237,4 +294,27 @@ fn namespace(st: &AppState, tenant: &Tenant, params: &Params) -> Result<(String,
     let ns = format!("{}/{sub}", tenant.name);
     let pid = derived_project_id(&ns);
     Ok((ns, pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        for r in Route::ALL {
+            assert_eq!(Route::parse(r.name()), Some(r));
+            assert_eq!(Route::parse(&r.name().to_ascii_uppercase()), Some(r), "any case");
+            assert_eq!(r.params().last(), Some(&"customInfo"), "{}: customInfo is always last", r.name());
+        }
+        let mut names: Vec<&str> = Route::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Route::ALL.len());
+        assert_eq!(Route::parse("sendspecifyqueuemessage"), Some(Route::SendSpecifyQueueMessage));
+        assert_eq!(Route::SendSpecifyQueueMessage.method(), Method::POST);
+        assert_eq!(Route::ConsumptionMessage.method(), Method::GET);
+        assert_eq!(Route::parse("deleteEverything"), None);
+        assert_eq!(Route::parse(""), None);
+    }
 }

@@ -22,7 +22,7 @@ fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// A queue as CTYun reports it (also used for DMS-style listings).
+/// A queue as CTYun reports it.
 pub fn queue_object(info: &QueueInfo, include_dead_letter: bool) -> Value {
     let r = &info.record;
     let c = &r.config;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::error::DmsError;
 use super::queues::flag;
 use super::{Ctx, json, no_content};
-use crate::dialects::ctyun::groups::group_object;
+use crate::json::group_object;
 
 /// `POST P/queues/{id}/groups` — `{"groups": [{"name"}]}` → 201 `{"groups": [{id, name}]}`.
 pub async fn create(ctx: &Ctx, queue: &str) -> Result<Response, DmsError> {

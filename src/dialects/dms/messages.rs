@@ -10,7 +10,7 @@ use super::error::DmsError;
 use super::{Ctx, json};
 use crate::core::ReceiveOptions;
 use crate::core::model::{Delivery, MAX_TAGS, NewMessage, TagMode, TagRule};
-use crate::dialects::ctyun::messages::{attributes_value, body_value};
+use crate::json::{attributes_text, attributes_value, body_value};
 
 fn valid_tag(t: &str) -> bool {
     (1..=64).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -23,7 +23,7 @@ fn outgoing(m: &Value, i: usize) -> Result<NewMessage, DmsError> {
     let body = obj.get("body").filter(|b| !b.is_null()).ok_or_else(|| field("10540001", "body is required"))?;
     let attributes: BTreeMap<String, String> = match obj.get("attributes") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(a)) => a.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+        Some(Value::Object(a)) => attributes_text(a),
         Some(_) => return Err(field("10540001", "attributes must be an object")),
     };
     let tags: Vec<String> = match obj.get("tags") {

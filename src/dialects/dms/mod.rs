@@ -27,7 +27,7 @@ use crate::auth::Tenant;
 use crate::auth::crypto::sha256_hex;
 use crate::core::Queue;
 use crate::http::{BodyError, parse_query, read_body};
-use crate::server::AppState;
+use crate::state::AppState;
 use error::DmsError;
 
 /// Largest request body read (sends are limited to 512 KB of messages).

@@ -9,10 +9,11 @@ use super::error::ApiError;
 use super::extract::{Caller, Fields, OptionalBody, QueryParams, QueuePath};
 use super::idempotency::once;
 use super::queues::parse_limit;
-use super::wire::{dead_letter, decode_cursor, encode_cursor, parse_rfc3339};
+use super::wire::{dead_letter, decode_cursor, encode_cursor};
 use crate::core::model::MessageId;
 use crate::core::{CoreError, RedriveSelector};
-use crate::server::AppState;
+use crate::json::parse_rfc3339;
+use crate::state::AppState;
 
 /// `GET /v1/queue/dlq/list/{queue}?cursor=&limit=` — the queue's dead letters wherever kept,
 /// oldest death first.

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use crate::auth::Tenant;
 use crate::http::{BodyError, parse_query, read_body};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The tenant of the request's bearer key.
 pub struct Caller(pub Arc<Tenant>);

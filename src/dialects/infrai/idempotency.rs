@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::Fields;
 use crate::auth::crypto::sha256;
 use crate::core::Idempotent;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The request's idempotency key, if any.
 pub fn key_of(body: &Map<String, Value>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -11,7 +11,7 @@ use super::idempotency::{fingerprint, once};
 use super::wire::{delivered, to_core_priority};
 use crate::core::model::{DEFAULT_GROUP, MessageId, NewMessage};
 use crate::core::{Queue, ReceiveOptions};
-use crate::server::AppState;
+use crate::state::AppState;
 
 const PUBLISH: &str = "queue.publish";
 /// infrai's default priority (on its 16-is-first scale).

@@ -18,7 +18,7 @@ pub mod wire;
 use axum::Router;
 use axum::routing::{delete, get, patch, post};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Path prefix of the dialect.
 pub const PREFIX: &str = "/v1/queue";

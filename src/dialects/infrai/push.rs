@@ -10,9 +10,9 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{Body, Caller, Fields, QueuePath, path_param};
 use super::idempotency::once;
-use super::wire::rfc3339;
 use crate::core::model::SubscriptionRecord;
-use crate::server::AppState;
+use crate::json::rfc3339;
+use crate::state::AppState;
 
 /// `POST /v1/queue/push_subscribe/{queue}` — `url` (alias `forward_to`), `secret`,
 /// `max_retries` (default 5), `visibility_timeout` (default 30), `dead_letter_queue`.

@@ -11,7 +11,7 @@ use super::idempotency::once;
 use super::wire::{decode_cursor, encode_cursor, queue_record, stats};
 use crate::core::model::{DEFAULT_GROUP, DeadLetterPolicy, DeadLetterTarget, QueueConfig, QueueKind, RetentionMode};
 use crate::core::{Broker, CoreError, CreateOutcome};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Queue names: 1-128 of letters, digits, `.`, `_`, `-`, starting with a letter or digit.
 pub fn valid_name(name: &str) -> bool {

@@ -1,25 +1,14 @@
 //! infrai records as JSON: `QueueRecord`, `QueueMessage`, stats, and the conversions between
-//! infrai's scales and the core's (priority, retention days, payloads).
+//! infrai's scales and the core's (priority, retention days); bodies and times come from
+//! [`crate::json`].
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use crate::core::model::{
-    BodyKind, DeadLetter, DeadLetterTarget, DeadReason, Delivery, GroupStats, QueueKind, QueueRecord,
-};
+use crate::core::model::{DeadLetter, DeadLetterTarget, DeadReason, Delivery, GroupStats, QueueKind, QueueRecord};
 use crate::core::{Broker, Millis};
-
-/// RFC 3339 UTC.
-pub fn rfc3339(ms: Millis) -> String {
-    jiff::Timestamp::from_millisecond(ms as i64).map(|t| t.to_string()).unwrap_or_default()
-}
-
-/// Parses RFC 3339 (any offset) to ms since the epoch.
-pub fn parse_rfc3339(s: &str) -> Option<Millis> {
-    let t: jiff::Timestamp = s.trim().parse().ok()?;
-    u64::try_from(t.as_millisecond()).ok()
-}
+use crate::json::{body_value, rfc3339};
 
 /// infrai priority (16 first) → core priority (1 first).
 pub fn to_core_priority(p: i64) -> u8 {
@@ -29,16 +18,6 @@ pub fn to_core_priority(p: i64) -> u8 {
 /// core priority → infrai priority.
 pub fn from_core_priority(p: u8) -> i64 {
     17 - p as i64
-}
-
-/// The body as a JSON value: JSON bodies as themselves, text as a JSON string.
-pub fn payload(kind: BodyKind, bytes: &[u8]) -> Value {
-    match kind {
-        BodyKind::Json => {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-        }
-        BodyKind::Text => Value::String(String::from_utf8_lossy(bytes).into_owned()),
-    }
 }
 
 /// Retention in days as infrai shows it (a whole number when it is one).
@@ -74,7 +53,7 @@ pub async fn queue_record(broker: &Broker, rec: &QueueRecord) -> Value {
 pub fn delivered(d: &Delivery) -> Value {
     json!({
         "message_id": d.meta.id.to_string(),
-        "payload": payload(d.meta.kind, &d.body.body),
+        "payload": body_value(d.meta.kind, &d.body.body),
         "priority": from_core_priority(d.meta.priority),
         "attempts": d.deliveries,
         "enqueued_at": rfc3339(d.meta.enqueued_at),
@@ -86,7 +65,7 @@ pub fn delivered(d: &Delivery) -> Value {
 pub fn dead_letter(d: &DeadLetter) -> Value {
     json!({
         "message_id": d.meta.id.to_string(),
-        "payload": payload(d.meta.kind, &d.body.body),
+        "payload": body_value(d.meta.kind, &d.body.body),
         "priority": from_core_priority(d.meta.priority),
         "attempts": d.deliveries,
         "enqueued_at": rfc3339(d.first_enqueued_at),

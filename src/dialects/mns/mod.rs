@@ -27,7 +27,7 @@ use bytes::Bytes;
 use crate::auth::Tenant;
 use crate::auth::crypto::{base64, md5};
 use crate::http::{BodyError, parse_query, read_body, request_id};
-use crate::server::AppState;
+use crate::state::AppState;
 use error::{HOST, MnsError};
 
 /// The API version every response announces.
