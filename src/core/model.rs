@@ -1,6 +1,6 @@
 //! The shared data model: queues, messages, consumer groups, dead letters, subscriptions.
 //!
-//! These types are what every dialect maps onto and what the store persists. They carry no
+//! These types are what every dialect maps onto and what the engines keep. They carry no
 //! wire format: a dialect turns its own request into a [`QueueConfig`] or [`NewMessage`], and
 //! renders a [`Delivery`] or [`QueueInfo`] back in its own shape. Durations of queue attributes
 //! are in seconds (every vendor API speaks seconds there); instants and per-message delays are in
@@ -223,7 +223,8 @@ pub struct Origin {
     pub first_enqueued_at: Millis,
 }
 
-/// The in-memory part of a stored message: everything ordering and filtering need.
+/// A message without its body: everything ordering and filtering need (the embedded engine
+/// keeps these in memory and reads bodies on delivery).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageMeta {
     pub seq: u64,
