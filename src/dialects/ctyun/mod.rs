@@ -219,30 +219,15 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
         BodyError::TooLarge => CtError::business("DMS.MessageTooLarge", "请求体过大"),
         BodyError::Io(m) => CtError::malformed(format!("无法读取请求体: {m}")),
     })?;
-    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-    let (Some(access_key), Some(content_md5), Some(request_date), Some(hmac)) =
-        (header("accesskey"), header("contentmd5"), header("requestdate"), header("hmac"))
-    else {
-        return Err(CtError::malformed("缺少签名请求头 accessKey / contentMD5 / requestDate / Hmac"));
-    };
-    let when = sign::parse_request_date(request_date).ok_or_else(|| CtError::malformed("requestDate 格式无法识别"))?;
     let cfg = &st.config.ctyun;
-    if cfg.max_clock_skew_secs > 0 && st.broker.now().abs_diff(when) > cfg.max_clock_skew_secs * 1000 {
-        return Err(CtError::business("Openapi.RequestDate.Expired", "请求时间 requestDate 已过期或超前"));
-    }
-    let (tenant, secret) = st
-        .auth
-        .access_key(access_key)
-        .ok_or_else(|| CtError::business("Openapi.AccessKey.Invalid", "accessKey 无效"))?;
-    if !sign::verify_hmac(secret, content_md5, request_date, parts.uri.path(), hmac) {
-        return Err(CtError::business("Openapi.Signature.Error", "签名校验失败"));
-    }
+    let signed =
+        sign::authenticate(&parts, st.broker.now(), cfg.max_clock_skew_secs * 1000, |ak| st.auth.access_key(ak))?;
     let params = Params::collect(&parts.method, &parts.headers, parts.uri.query().unwrap_or(""), &body)?;
-    if !sign::md5_matches(cfg.content_md5, content_md5, &params.md5_texts(route.params())) {
+    if !sign::md5_matches(cfg.content_md5, signed.content_md5, &params.md5_texts(route.params())) {
         if cfg.content_md5 == Md5Mode::Warn {
             tracing::warn!(
                 op = route.name(),
-                access_key,
+                access_key = signed.access_key,
                 "contentMD5 does not match the parameters (accepted: content_md5 = warn)"
             );
         } else {
@@ -252,6 +237,7 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     if parts.method != route.method() {
         return Err(CtError::malformed(format!("{} 只接受 {} 请求", route.name(), route.method())));
     }
+    let tenant = signed.credential;
     let (ns, project_id) = namespace(&st, &tenant, &params)?;
     let ctx = Ctx { st, tenant, ns, project_id, params };
     match route {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
@@ -24,7 +24,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::auth::crypto::sha256_hex;
 use crate::core::Queue;
 use crate::http::{BodyError, parse_query, read_body};
 use crate::state::AppState;
@@ -139,9 +138,7 @@ fn segments(path: &str) -> Vec<String> {
 
 async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
     let (parts, body) = req.into_parts();
-    let raw_path = parts.uri.path().to_string();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
-    let segs = segments(&raw_path);
+    let segs = segments(parts.uri.path());
     if segs.len() < 2 {
         return Err(DmsError::url_not_found());
     }
@@ -150,7 +147,8 @@ async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
         BodyError::TooLarge => DmsError::bad("10540011", "The request body is too large."),
         BodyError::Io(m) => DmsError::bad("10540010", format!("The request body could not be read: {m}")),
     })?;
-    let tenant = authenticate(&st, &parts.method, &raw_path, &raw_query, &parts.headers, &body)?;
+    let skew_ms = st.config.dms.max_clock_skew_secs * 1000;
+    let tenant = sign::authenticate(&parts, &body, st.broker.now(), skew_ms, |ak| st.auth.access_key(ak))?;
     let project = &segs[1];
     if !tenant.project_id.eq_ignore_ascii_case(project) {
         if project.len() != 32 || !project.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -162,7 +160,7 @@ async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
             "The project ID does not belong to these credentials.",
         ));
     }
-    let ctx = Ctx { st, tenant, query: parse_query(&raw_query, false), body };
+    let ctx = Ctx { st, tenant, query: parse_query(parts.uri.query().unwrap_or(""), false), body };
     let m = &parts.method;
     use Route as R;
     match (&route, m) {
@@ -184,61 +182,6 @@ async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
         (R::DeadLetterAck(q, g), &Method::POST) => messages::ack(&ctx, q, g, true).await,
         _ => Err(DmsError::method_not_allowed()),
     }
-}
-
-/// Verifies the SDK-HMAC-SHA256 signature; every failure is APIG's 401.
-fn authenticate(
-    st: &AppState,
-    method: &Method,
-    raw_path: &str,
-    raw_query: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Arc<Tenant>, DmsError> {
-    let authz = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(DmsError::auth)?;
-    let a = sign::parse_authorization(authz).ok_or_else(DmsError::auth)?;
-    let (tenant, secret) = st.auth.access_key(a.access).ok_or_else(DmsError::auth)?;
-    let signed: Vec<String> = a.signed_headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
-    if !signed.iter().any(|h| h == "host") || !signed.iter().any(|h| h == "x-sdk-date") {
-        return Err(DmsError::auth());
-    }
-    let mut values = Vec::with_capacity(signed.len());
-    for h in &signed {
-        let all: Vec<String> = headers
-            .get_all(h.as_str())
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-            .collect();
-        if all.is_empty() {
-            return Err(DmsError::auth());
-        }
-        values.push((h.clone(), all.join(",")));
-    }
-    let date = values.iter().find(|(k, _)| k == "x-sdk-date").map(|(_, v)| v.clone()).unwrap_or_default();
-    let when = sign::parse_sdk_date(&date).ok_or_else(DmsError::auth)?;
-    let skew = st.config.dms.max_clock_skew_secs * 1000;
-    if skew > 0 && st.broker.now().abs_diff(when) > skew {
-        return Err(DmsError::auth());
-    }
-    let payload_hash = match headers.get("x-sdk-content-sha256").and_then(|v| v.to_str().ok()) {
-        Some(h) if !body.is_empty() => h.trim().to_string(),
-        _ if body.is_empty() => sign::EMPTY_HASH.to_string(),
-        _ => sha256_hex(body),
-    };
-    let signed_list = signed.join(";");
-    let req = sign::Request {
-        method: method.as_str(),
-        raw_path,
-        raw_query,
-        headers: values,
-        signed_headers: &signed_list,
-        payload_hash: &payload_hash,
-    };
-    let sts = sign::string_to_sign(&date, &sign::canonical_request(&req));
-    if !sign::verify(secret, &sts, a.signature) {
-        return Err(DmsError::auth());
-    }
-    Ok(tenant)
 }
 
 /// A JSON answer with the documented status.

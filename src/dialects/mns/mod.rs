@@ -25,7 +25,6 @@ use axum::routing::any;
 use bytes::Bytes;
 
 use crate::auth::Tenant;
-use crate::auth::crypto::{base64, md5};
 use crate::http::{BodyError, parse_query, read_body, request_id};
 use crate::state::AppState;
 use error::{HOST, MnsError};
@@ -34,8 +33,6 @@ use error::{HOST, MnsError};
 pub const VERSION: &str = "2015-06-06";
 /// Largest request body read (a full 16-message batch is far below it).
 const MAX_REQUEST: u64 = 2 * 1024 * 1024;
-/// Allowed distance between the request's Date and the server clock.
-const MAX_SKEW_MS: u64 = 15 * 60 * 1000;
 
 /// Whether a path belongs to MNS (for the server's fallbacks).
 pub fn owns(path: &str) -> bool {
@@ -114,8 +111,7 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
         BodyError::TooLarge => MnsError::invalid(format!("The request body exceeds {MAX_REQUEST} bytes.")),
         BodyError::Io(m) => MnsError::invalid(format!("The request body could not be read: {m}")),
     })?;
-    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let tenant = authenticate(&st, &parts.method, target, &parts.headers, &body)?;
+    let tenant = sign::authenticate(&parts, &body, st.broker.now(), |id| st.auth.access_key(id))?;
     let query = parse_query(parts.uri.query().unwrap_or(""), false)
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -145,63 +141,6 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
         (["queues", name, "messages"], &Method::PUT) => messages::change_visibility(&ctx, name).await,
         _ => Err(MnsError::invalid_url()),
     }
-}
-
-/// Verifies the request's signature and date; returns the caller's tenant.
-fn authenticate(
-    st: &AppState,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Arc<Tenant>, MnsError> {
-    use axum::http::StatusCode as S;
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let authz = headers.get("authorization").ok_or_else(|| {
-        MnsError::new(S::BAD_REQUEST, "MissingAuthorizationHeader", "The Authorization header is missing.")
-    })?;
-    let bad_authz =
-        || MnsError::new(S::BAD_REQUEST, "InvalidAuthorizationHeader", "The Authorization header is invalid.");
-    let (id, sig) = authz.to_str().ok().and_then(sign::parse_authorization).ok_or_else(bad_authz)?;
-    let date = text("date")
-        .or_else(|| text("x-mns-date"))
-        .ok_or_else(|| MnsError::new(S::BAD_REQUEST, "MissingDateHeader", "The Date header is missing."))?;
-    let when = httpdate::parse_http_date(date.trim())
-        .map_err(|_| MnsError::new(S::BAD_REQUEST, "InvalidDateHeader", "The Date header is invalid."))?;
-    let when_ms = when.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    if st.broker.now().abs_diff(when_ms) > MAX_SKEW_MS {
-        return Err(MnsError::new(S::REQUEST_TIMEOUT, "TimeExpired", "The http request you sent is expired."));
-    }
-    let (tenant, secret) = st
-        .auth
-        .access_key(id)
-        .ok_or_else(|| MnsError::new(S::FORBIDDEN, "InvalidAccessKeyId", "The access Id you provided is not exist."))?;
-    let header_pairs: Vec<(&str, &str)> =
-        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))).collect();
-    let signed = sign::Signed {
-        method: method.as_str(),
-        content_md5: text("content-md5").unwrap_or(""),
-        content_type: text("content-type").unwrap_or(""),
-        date,
-        headers: header_pairs,
-        resource: target,
-    };
-    if !sign::verify(secret, &signed, sig) {
-        return Err(MnsError::new(
-            S::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided.",
-        ));
-    }
-    if let Some(given) = text("content-md5").map(str::trim).filter(|s| !s.is_empty()) {
-        let digest = md5(body);
-        let hex = hex::encode(digest);
-        let accepted = [base64(hex.as_bytes()), base64(hex.to_uppercase().as_bytes()), base64(&digest), hex.clone()];
-        if !accepted.iter().any(|a| a == given) && !given.eq_ignore_ascii_case(&hex) {
-            return Err(MnsError::new(S::BAD_REQUEST, "InvalidDegist", "The Content-MD5 you specified is not valid."));
-        }
-    }
-    Ok(tenant)
 }
 
 /// A response with no body (201 CreateQueue, 204s): Node would try to parse anything else.
