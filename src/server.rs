@@ -73,6 +73,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
 }
 
 async fn healthz() -> &'static str {
+    crate::http::set_operation(crate::http::Operation::new(crate::http::Operation::NO_DIALECT, "healthz"));
     "ok"
 }
 

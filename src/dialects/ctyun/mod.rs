@@ -27,11 +27,13 @@ use uuid::Uuid;
 use crate::auth::Tenant;
 use crate::config::{CustomInfoMode, HttpStatusMode, Md5Mode, derived_project_id};
 use crate::core::Queue;
-use crate::http::{BodyError, read_body};
+use crate::http::{BodyError, Operation, read_body, set_operation};
 use crate::state::AppState;
 use envelope::{CtError, Reply, failure, success};
 use params::{Params, field, field_text};
 
+/// The dialect's name in logs and metrics.
+pub const NAME: &str = "ctyun";
 /// Path prefix of the dialect.
 pub const PREFIX: &str = "/apiproxy/";
 /// Largest request body read.
@@ -207,14 +209,18 @@ pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
 }
 
 /// Renders the dialect's 404 for a path no operation serves.
-pub fn reject(st_mirror: bool) -> Response {
-    failure(CtError::unknown_operation(), st_mirror)
+pub fn reject(mirror: bool) -> Response {
+    set_operation(Operation::new(NAME, "unknown"));
+    failure(CtError::unknown_operation(), mirror)
 }
 
 async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     let (parts, body) = req.into_parts();
     let name = parts.uri.path().rsplit('/').next().unwrap_or("");
-    let route = Route::parse(name).ok_or_else(CtError::unknown_operation)?;
+    let route = Route::parse(name);
+    // Named before anything can fail, so refused requests are named too.
+    set_operation(Operation::new(NAME, route.map_or("unknown", Route::name)));
+    let route = route.ok_or_else(CtError::unknown_operation)?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => CtError::business("DMS.MessageTooLarge", "请求体过大"),
         BodyError::Io(m) => CtError::malformed(format!("无法读取请求体: {m}")),
