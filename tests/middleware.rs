@@ -1,20 +1,26 @@
 //! The middleware every request passes through, over real connections: each request is named by
 //! its dialect and operation (seen by a test layer above the real router, as the `Operation`
-//! response extension).
+//! response extension), and a handler's panic answers its dialect's internal error, with the
+//! request id, on a connection that stays usable.
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::Router;
 use axum::response::Response;
+use axum::routing::{any, get, post};
 use common::ctyun::CtClient;
 use common::dms::DmsClient;
 use common::mns::MnsClient;
 use common::*;
 use qgate::core::ManualClock;
-use qgate::http::Operation;
+use qgate::http::{Operation, set_operation};
 use qgate::state::AppState;
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 /// The real router on a free port, with a layer above it that records each response's operation.
 struct Server {
@@ -146,4 +152,117 @@ impl Server {
     fn url_of(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// A handler that names its operation, then panics (after an await, like a real handler).
+async fn boom(dialect: &'static str) -> Response {
+    set_operation(Operation::new(dialect, "Boom"));
+    tokio::task::yield_now().await;
+    panic!("deliberate test panic in {dialect}");
+}
+
+/// One HTTP/1.1 exchange on an open connection: (status, lower-case headers, body).
+async fn exchange(
+    conn: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, HashMap<String, String>, String) {
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: qgate.test\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    conn.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    conn.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 "), "the connection answered: {line:?}");
+    let status = line[9..12].parse().unwrap();
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        conn.read_line(&mut line).await.unwrap();
+        let Some((k, v)) = line.trim_end().split_once(':') else { break };
+        headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
+    }
+    let len: usize = headers["content-length"].parse().unwrap();
+    let mut buf = vec![0; len];
+    conn.read_exact(&mut buf).await.unwrap();
+    (status, headers, String::from_utf8(buf).unwrap())
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_its_dialects_internal_error_and_the_connection_lives_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = qgate::server::open(test_config(dir.path()), Arc::new(ManualClock::new(T0))).unwrap();
+    let state = opened.state.clone();
+    // Test-only routes under each dialect's prefix, behind the production middleware.
+    let routes = Router::new()
+        .route("/v1/queue/boom", post(|| boom("infrai")))
+        .route("/queues/boom/messages", get(|| boom("mns")))
+        .route("/apiproxy/v3/queue/boom", any(|| boom("ctyun")))
+        .route("/v2/{project}/boom", get(|| boom("dms")))
+        .route("/boom", get(|| boom("none")))
+        .route("/healthz", get(|| async { "ok" }));
+    let app = qgate::server::layers(routes, &state).with_state(state.clone()).layer(axum::middleware::map_response(
+        |resp: Response| async move {
+            let op = resp.extensions().get::<Operation>().copied().expect("the operation survives the panic");
+            let mut resp = resp;
+            resp.headers_mut().insert("x-test-operation", format!("{}/{}", op.dialect, op.name).parse().unwrap());
+            resp
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
+
+    let cases = [
+        ("POST", "/v1/queue/boom", "{}", "infrai"),
+        ("GET", "/queues/boom/messages", "", "mns"),
+        ("POST", "/apiproxy/v3/queue/boom", "{}", "ctyun"),
+        ("GET", "/v2/0123456789abcdef0123456789abcdef/boom", "", "dms"),
+        ("GET", "/boom", "", "none"),
+    ];
+    for (method, path, body, dialect) in cases {
+        let mut conn = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        let (status, headers, text) = exchange(&mut conn, method, path, body).await;
+        let id = headers["x-request-id"].clone();
+        assert_eq!(headers["x-test-operation"], format!("{dialect}/Boom"), "{path}");
+        match dialect {
+            "infrai" => {
+                assert_eq!(status, 500);
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["error"]["code"], "INTERNAL");
+                assert_eq!(v["error"]["request_id"], id.as_str());
+            }
+            "mns" => {
+                assert_eq!(status, 500);
+                let root = common::mns::parse(&text);
+                assert_eq!(root.name, "Error");
+                assert_eq!(root.text_of("Code"), "InternalError");
+                assert_eq!(root.text_of("RequestId"), id);
+                assert_eq!(root.text_of("HostId"), "http://qgate.test");
+                assert_eq!(headers["x-mns-request-id"], id);
+            }
+            "ctyun" => {
+                // A 900 envelope like every CTYun refusal (HTTP 200 unless http_status = "mirror").
+                assert_eq!(status, 200);
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!((v["statusCode"].clone(), v["errorCode"].clone()), (json!(900), json!("DMS.InternalError")));
+            }
+            "dms" => {
+                assert_eq!(status, 500);
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["error_code"], "10250002");
+                assert_eq!(v["request_id"], id.as_str());
+            }
+            _ => {
+                assert_eq!(status, 500);
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["error"]["request_id"], id.as_str());
+            }
+        }
+        assert_ne!(headers.get("connection").map(String::as_str), Some("close"), "{path}");
+        // The same connection serves the next request.
+        let (status, headers, text) = exchange(&mut conn, "GET", "/healthz", "").await;
+        assert_eq!((status, text.as_str()), (200, "ok"), "{path}: the connection survived");
+        assert_ne!(headers["x-request-id"], id);
+    }
+    let _ = state.broker.store().close();
 }

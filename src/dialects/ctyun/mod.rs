@@ -214,6 +214,11 @@ pub fn reject(mirror: bool) -> Response {
     failure(CtError::unknown_operation(), mirror)
 }
 
+/// Renders the dialect's internal error (a handler that failed without an answer).
+pub fn internal_error(mirror: bool) -> Response {
+    failure(CtError::internal(), mirror)
+}
+
 async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     let (parts, body) = req.into_parts();
     let name = parts.uri.path().rsplit('/').next().unwrap_or("");

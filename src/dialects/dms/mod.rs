@@ -200,6 +200,11 @@ pub fn reject() -> Response {
     DmsError::url_not_found().into_response()
 }
 
+/// Renders the dialect's internal error (a handler that failed without an answer).
+pub fn internal_error() -> Response {
+    DmsError::internal().into_response()
+}
+
 fn segments(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|s| !s.is_empty())

@@ -18,6 +18,7 @@ pub mod wire;
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
 use crate::http::{Operation, set_operation};
@@ -62,4 +63,9 @@ pub fn router() -> Router<AppState> {
             "/v1/queue/push_subscribe/{queue}/{subscription}",
             op("push_subscribe.delete", delete(push::unsubscribe)),
         )
+}
+
+/// Renders the dialect's internal error (a handler that failed without an answer).
+pub fn internal_error() -> Response {
+    error::ApiError::internal().into_response()
 }

@@ -95,6 +95,12 @@ pub fn reject(headers: &HeaderMap) -> Response {
     HOST.sync_scope(endpoint(headers.get(HOST_HEADER)), || stamp(MnsError::invalid_url().into_response()))
 }
 
+/// Renders MNS's internal error (a handler that failed without an answer); `host` is the
+/// request's Host header, which HostId echoes.
+pub fn internal_error(host: Option<&HeaderValue>) -> Response {
+    HOST.sync_scope(endpoint(host), || stamp(MnsError::internal().into_response()))
+}
+
 /// The MNS entry point.
 pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let host = endpoint(req.headers().get(HOST_HEADER));
