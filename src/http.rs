@@ -1,12 +1,17 @@
-//! HTTP plumbing shared by the dialects: request ids, request logging, body limits, raw query
-//! parsing.
+//! HTTP plumbing shared by the dialects: request ids, the operation a request is, request
+//! logging, body limits, raw query parsing.
 //!
 //! Each request gets an id (24 upper-case hex digits, the shape MNS clients expect) before any
 //! dialect code runs. It is held in a task-local for the request's lifetime, so an error
 //! rendered anywhere in a dialect can carry it without threading it through every function,
-//! and it is sent back as `x-request-id` on every response. Logs carry the id, method and path
-//! (never the query, headers or body: they hold signatures and secrets).
+//! and it is sent back as `x-request-id` on every response. The same task-local has a slot for
+//! the request's [`Operation`] (dialect and operation name), which each dialect's dispatcher
+//! fills as soon as it knows it, before authentication, so even a refused or failed request is
+//! named. Logs carry the id, method, path and operation (never the query, headers or body: they
+//! hold signatures and secrets), and the operation goes on with the response as an extension
+//! for any layer above (metrics, tests).
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -18,8 +23,34 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
+/// Which operation of which dialect a request is: `mns`/`ReceiveMessage`, `infrai`/`publish`,
+/// `ctyun`/`createQueue`, `dms`/`SendMessages`… Names are each API's own; a request no
+/// operation serves is `unknown` in its dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Operation {
+    pub dialect: &'static str,
+    pub name: &'static str,
+}
+
+impl Operation {
+    /// The dialect of a request outside every dialect (`/healthz`, unknown paths).
+    pub const NO_DIALECT: &'static str = "none";
+    /// What a request is when nothing named it (only paths outside every dialect and route).
+    pub const UNKNOWN: Operation = Operation { dialect: Operation::NO_DIALECT, name: "unknown" };
+
+    pub const fn new(dialect: &'static str, name: &'static str) -> Self {
+        Operation { dialect, name }
+    }
+}
+
+/// What the middleware keeps for the length of one request.
+struct RequestScope {
+    id: String,
+    operation: Cell<Option<Operation>>,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST: RequestScope;
 }
 
 /// A fresh request id: 24 upper-case hex digits.
@@ -30,26 +61,60 @@ pub fn new_request_id() -> String {
 
 /// The current request's id (a fresh one outside a request).
 pub fn request_id() -> String {
-    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_else(|_| new_request_id())
+    REQUEST.try_with(|r| r.id.clone()).unwrap_or_else(|_| new_request_id())
 }
 
-/// Middleware: assigns the request id, logs the request, adds `x-request-id`.
+/// Names the current request's operation (the last call wins: a dispatcher names what the
+/// request line says, a handler may refine it, e.g. to a batch form). No-op outside a request.
+pub fn set_operation(op: Operation) {
+    let _ = REQUEST.try_with(|r| r.operation.set(Some(op)));
+}
+
+/// The current request's operation, if one was named.
+pub fn operation() -> Option<Operation> {
+    REQUEST.try_with(|r| r.operation.get()).ok().flatten()
+}
+
+/// Middleware: assigns the request id, logs the request with its operation, adds
+/// `x-request-id` and the [`Operation`] extension.
 ///
 /// The per-request span is at debug level: at the default `info` level it costs nothing, where an
 /// enabled span (its fields formatted, registered and closed on every request) cost several
-/// percent of a small request. Server errors are always logged, with the id, method and path.
+/// percent of a small request. Server errors are always logged, with the id, method, path and
+/// operation.
 pub async fn request_context(req: Request, next: Next) -> Response {
     let id = new_request_id();
     let started = Instant::now();
     let span = tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
+    let scope = RequestScope { id: id.clone(), operation: Cell::new(None) };
+    let (mut resp, op) = REQUEST
+        .scope(scope, async {
+            let resp = next.run(req).instrument(span.clone()).await;
+            (resp, operation().unwrap_or(Operation::UNKNOWN))
+        })
+        .await;
     span.in_scope(|| {
-        tracing::debug!(status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "done");
+        tracing::debug!(
+            dialect = op.dialect,
+            operation = op.name,
+            status = resp.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "done"
+        );
     });
     if resp.status().is_server_error() {
-        tracing::warn!(request_id = %id, %method, path = %uri.path(), status = resp.status().as_u16(), "request failed");
+        tracing::warn!(
+            request_id = %id,
+            %method,
+            path = %uri.path(),
+            dialect = op.dialect,
+            operation = op.name,
+            status = resp.status().as_u16(),
+            "request failed"
+        );
     }
+    resp.extensions_mut().insert(op);
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().entry("x-request-id").or_insert(v);
     }

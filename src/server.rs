@@ -69,21 +69,30 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
 }
 
 async fn healthz() -> &'static str {
+    crate::http::set_operation(crate::http::Operation::new(crate::http::Operation::NO_DIALECT, "healthz"));
     "ok"
 }
 
 /// The router of every dialect.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .merge(dialects::infrai::router())
         .merge(dialects::mns::router())
         .merge(dialects::ctyun::router())
         .merge(dialects::dms::router())
         .fallback(dialects::not_found)
-        .method_not_allowed_fallback(dialects::method_not_allowed)
+        .method_not_allowed_fallback(dialects::method_not_allowed);
+    layers(routes, &state).with_state(state)
+}
+
+/// The middleware every request passes through, outermost first: the request context (id,
+/// operation, log line), then panic recovery (inside it, so a panic's answer and log carry the
+/// id and operation). Public so tests can wrap routes of their own exactly as [`app`] does.
+pub fn layers(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes
+        .layer(middleware::from_fn_with_state(state.clone(), dialects::recover))
         .layer(middleware::from_fn(crate::http::request_context))
-        .with_state(state)
 }
 
 /// Applies due changes (lease ends, delays, retention, idempotency expiry) at least every

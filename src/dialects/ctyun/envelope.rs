@@ -56,6 +56,12 @@ impl CtError {
         CtError::business("DMS.InvalidValue", message)
     }
 
+    /// The dialect's answer to a failure the client cannot act on (storage, a handler's panic):
+    /// a 900 like every refusal, with a code of its own.
+    pub fn internal() -> Self {
+        CtError::business("DMS.InternalError", "内部错误")
+    }
+
     pub fn unknown_operation() -> Self {
         CtError { kind: Kind::UnknownOperation, code: "Openapi.Api.NotFound", message: "接口不存在".into() }
     }
@@ -82,7 +88,7 @@ impl From<CoreError> for CtError {
             CoreError::ShuttingDown => E::business("DMS.ServiceUnavailable", "服务正在停止"),
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
-                E::business("DMS.InternalError", "内部错误")
+                E::internal()
             }
         }
     }

@@ -27,11 +27,13 @@ use uuid::Uuid;
 use crate::auth::Tenant;
 use crate::config::{CustomInfoMode, HttpStatusMode, Md5Mode, derived_project_id};
 use crate::core::Queue;
-use crate::http::{BodyError, read_body};
+use crate::http::{BodyError, Operation, read_body, set_operation};
 use crate::state::AppState;
 use envelope::{CtError, Reply, failure, success};
 use params::{Params, field, field_text};
 
+/// The dialect's name in logs and metrics.
+pub const NAME: &str = "ctyun";
 /// Path prefix of the dialect.
 pub const PREFIX: &str = "/apiproxy/";
 /// Largest request body read.
@@ -207,42 +209,36 @@ pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
 }
 
 /// Renders the dialect's 404 for a path no operation serves.
-pub fn reject(st_mirror: bool) -> Response {
-    failure(CtError::unknown_operation(), st_mirror)
+pub fn reject(mirror: bool) -> Response {
+    set_operation(Operation::new(NAME, "unknown"));
+    failure(CtError::unknown_operation(), mirror)
+}
+
+/// Renders the dialect's internal error (a handler that failed without an answer).
+pub fn internal_error(mirror: bool) -> Response {
+    failure(CtError::internal(), mirror)
 }
 
 async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     let (parts, body) = req.into_parts();
     let name = parts.uri.path().rsplit('/').next().unwrap_or("");
-    let route = Route::parse(name).ok_or_else(CtError::unknown_operation)?;
+    let route = Route::parse(name);
+    // Named before anything can fail, so refused requests are named too.
+    set_operation(Operation::new(NAME, route.map_or("unknown", Route::name)));
+    let route = route.ok_or_else(CtError::unknown_operation)?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => CtError::business("DMS.MessageTooLarge", "请求体过大"),
         BodyError::Io(m) => CtError::malformed(format!("无法读取请求体: {m}")),
     })?;
-    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-    let (Some(access_key), Some(content_md5), Some(request_date), Some(hmac)) =
-        (header("accesskey"), header("contentmd5"), header("requestdate"), header("hmac"))
-    else {
-        return Err(CtError::malformed("缺少签名请求头 accessKey / contentMD5 / requestDate / Hmac"));
-    };
-    let when = sign::parse_request_date(request_date).ok_or_else(|| CtError::malformed("requestDate 格式无法识别"))?;
     let cfg = &st.config.ctyun;
-    if cfg.max_clock_skew_secs > 0 && st.broker.now().abs_diff(when) > cfg.max_clock_skew_secs * 1000 {
-        return Err(CtError::business("Openapi.RequestDate.Expired", "请求时间 requestDate 已过期或超前"));
-    }
-    let (tenant, secret) = st
-        .auth
-        .access_key(access_key)
-        .ok_or_else(|| CtError::business("Openapi.AccessKey.Invalid", "accessKey 无效"))?;
-    if !sign::verify_hmac(secret, content_md5, request_date, parts.uri.path(), hmac) {
-        return Err(CtError::business("Openapi.Signature.Error", "签名校验失败"));
-    }
+    let signed =
+        sign::authenticate(&parts, st.broker.now(), cfg.max_clock_skew_secs * 1000, |ak| st.auth.access_key(ak))?;
     let params = Params::collect(&parts.method, &parts.headers, parts.uri.query().unwrap_or(""), &body)?;
-    if !sign::md5_matches(cfg.content_md5, content_md5, &params.md5_texts(route.params())) {
+    if !sign::md5_matches(cfg.content_md5, signed.content_md5, &params.md5_texts(route.params())) {
         if cfg.content_md5 == Md5Mode::Warn {
             tracing::warn!(
                 op = route.name(),
-                access_key,
+                access_key = signed.access_key,
                 "contentMD5 does not match the parameters (accepted: content_md5 = warn)"
             );
         } else {
@@ -252,6 +248,7 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     if parts.method != route.method() {
         return Err(CtError::malformed(format!("{} 只接受 {} 请求", route.name(), route.method())));
     }
+    let tenant = signed.credential;
     let (ns, project_id) = namespace(&st, &tenant, &params)?;
     let ctx = Ctx { st, tenant, ns, project_id, params };
     match route {

@@ -35,6 +35,11 @@ impl DmsError {
         )
     }
 
+    /// The service's 500, for a failure the client cannot act on (storage, a handler's panic).
+    pub fn internal() -> Self {
+        DmsError::new(StatusCode::INTERNAL_SERVER_ERROR, "10250002", "Internal error.")
+    }
+
     pub fn url_not_found() -> Self {
         DmsError::new(StatusCode::NOT_FOUND, "10240406", "The URL does not exist.")
     }
@@ -73,7 +78,7 @@ impl From<CoreError> for DmsError {
             }
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
-                DmsError::new(S::INTERNAL_SERVER_ERROR, "10250002", "Internal error.")
+                DmsError::internal()
             }
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
@@ -24,12 +24,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::auth::crypto::sha256_hex;
 use crate::core::Queue;
-use crate::http::{BodyError, parse_query, read_body};
+use crate::http::{BodyError, Operation, parse_query, read_body, set_operation};
 use crate::state::AppState;
 use error::DmsError;
 
+/// The dialect's name in logs and metrics.
+pub const NAME: &str = "dms";
 /// Largest request body read (sends are limited to 512 KB of messages).
 const MAX_REQUEST: u64 = 2 * 1024 * 1024;
 
@@ -77,6 +78,74 @@ fn route(rest: &[String]) -> Option<Route> {
         ["queue", q, "tags"] => Route::QueueTags(q.to_string()),
         _ => return None,
     })
+}
+
+/// The operations: a path shape and a method. Names are the vendor SDK's request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    CreateQueue,
+    ListQueues,
+    ShowQueue(String),
+    DeleteQueue(String),
+    ShowQuotas,
+    BatchCreateOrDeleteQueueTag(String),
+    ShowQueueTags(String),
+    ShowQueueProjectTags,
+    CreateConsumerGroup(String),
+    ListConsumerGroups(String),
+    DeleteSpecifiedConsumerGroup(String, String),
+    SendMessages(String),
+    ConsumeMessages(String, String),
+    ConsumeDeadlettersMessage(String, String),
+    ConfirmConsumptionMessages(String, String),
+    ConfirmDeadLettersMessages(String, String),
+}
+
+impl Op {
+    /// The operation a method selects on a path shape; `None`: the path has no such method.
+    fn of(route: Route, m: &Method) -> Option<Op> {
+        use Route as R;
+        Some(match (route, m) {
+            (R::Queues, &Method::POST) => Op::CreateQueue,
+            (R::Queues, &Method::GET) => Op::ListQueues,
+            (R::Queue(q), &Method::GET) => Op::ShowQueue(q),
+            (R::Queue(q), &Method::DELETE) => Op::DeleteQueue(q),
+            (R::Quotas, &Method::GET) => Op::ShowQuotas,
+            (R::QueueTagAction(q), &Method::POST) => Op::BatchCreateOrDeleteQueueTag(q),
+            (R::QueueTags(q), &Method::GET) => Op::ShowQueueTags(q),
+            (R::ProjectTags, &Method::GET) => Op::ShowQueueProjectTags,
+            (R::Groups(q), &Method::POST) => Op::CreateConsumerGroup(q),
+            (R::Groups(q), &Method::GET) => Op::ListConsumerGroups(q),
+            (R::Group(q, g), &Method::DELETE) => Op::DeleteSpecifiedConsumerGroup(q, g),
+            (R::Send(q), &Method::POST) => Op::SendMessages(q),
+            (R::Consume(q, g), &Method::GET) => Op::ConsumeMessages(q, g),
+            (R::DeadLetters(q, g), &Method::GET) => Op::ConsumeDeadlettersMessage(q, g),
+            (R::Ack(q, g), &Method::POST) => Op::ConfirmConsumptionMessages(q, g),
+            (R::DeadLetterAck(q, g), &Method::POST) => Op::ConfirmDeadLettersMessages(q, g),
+            _ => return None,
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Op::CreateQueue => "CreateQueue",
+            Op::ListQueues => "ListQueues",
+            Op::ShowQueue(_) => "ShowQueue",
+            Op::DeleteQueue(_) => "DeleteQueue",
+            Op::ShowQuotas => "ShowQuotas",
+            Op::BatchCreateOrDeleteQueueTag(_) => "BatchCreateOrDeleteQueueTag",
+            Op::ShowQueueTags(_) => "ShowQueueTags",
+            Op::ShowQueueProjectTags => "ShowQueueProjectTags",
+            Op::CreateConsumerGroup(_) => "CreateConsumerGroup",
+            Op::ListConsumerGroups(_) => "ListConsumerGroups",
+            Op::DeleteSpecifiedConsumerGroup(..) => "DeleteSpecifiedConsumerGroup",
+            Op::SendMessages(_) => "SendMessages",
+            Op::ConsumeMessages(..) => "ConsumeMessages",
+            Op::ConsumeDeadlettersMessage(..) => "ConsumeDeadlettersMessage",
+            Op::ConfirmConsumptionMessages(..) => "ConfirmConsumptionMessages",
+            Op::ConfirmDeadLettersMessages(..) => "ConfirmDeadLettersMessages",
+        }
+    }
 }
 
 /// A decoded, authenticated DMS request.
@@ -127,7 +196,13 @@ pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
 
 /// Renders the dialect's error for paths no route serves.
 pub fn reject() -> Response {
+    set_operation(Operation::new(NAME, "unknown"));
     DmsError::url_not_found().into_response()
+}
+
+/// Renders the dialect's internal error (a handler that failed without an answer).
+pub fn internal_error() -> Response {
+    DmsError::internal().into_response()
 }
 
 fn segments(path: &str) -> Vec<String> {
@@ -139,18 +214,18 @@ fn segments(path: &str) -> Vec<String> {
 
 async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
     let (parts, body) = req.into_parts();
-    let raw_path = parts.uri.path().to_string();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
-    let segs = segments(&raw_path);
-    if segs.len() < 2 {
-        return Err(DmsError::url_not_found());
-    }
-    let route = route(&segs[2..]).ok_or_else(DmsError::url_not_found)?;
+    let segs = segments(parts.uri.path());
+    // Named before anything can fail, so refused requests are named too. An unknown path is
+    // refused at once, a known path with a method it lacks only after authentication.
+    let op = segs.get(2..).and_then(route).map(|r| Op::of(r, &parts.method));
+    set_operation(Operation::new(NAME, op.as_ref().and_then(|o| o.as_ref()).map_or("unknown", Op::name)));
+    let op = op.ok_or_else(DmsError::url_not_found)?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => DmsError::bad("10540011", "The request body is too large."),
         BodyError::Io(m) => DmsError::bad("10540010", format!("The request body could not be read: {m}")),
     })?;
-    let tenant = authenticate(&st, &parts.method, &raw_path, &raw_query, &parts.headers, &body)?;
+    let skew_ms = st.config.dms.max_clock_skew_secs * 1000;
+    let tenant = sign::authenticate(&parts, &body, st.broker.now(), skew_ms, |ak| st.auth.access_key(ak))?;
     let project = &segs[1];
     if !tenant.project_id.eq_ignore_ascii_case(project) {
         if project.len() != 32 || !project.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -162,83 +237,25 @@ async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
             "The project ID does not belong to these credentials.",
         ));
     }
-    let ctx = Ctx { st, tenant, query: parse_query(&raw_query, false), body };
-    let m = &parts.method;
-    use Route as R;
-    match (&route, m) {
-        (R::Queues, &Method::POST) => queues::create(&ctx).await,
-        (R::Queues, &Method::GET) => queues::list(&ctx).await,
-        (R::Queue(q), &Method::GET) => queues::show(&ctx, q).await,
-        (R::Queue(q), &Method::DELETE) => queues::delete(&ctx, q).await,
-        (R::Quotas, &Method::GET) => queues::quotas(&ctx).await,
-        (R::QueueTagAction(q), &Method::POST) => queues::tag_action(&ctx, q).await,
-        (R::QueueTags(q), &Method::GET) => queues::tags(&ctx, q).await,
-        (R::ProjectTags, &Method::GET) => queues::project_tags(&ctx).await,
-        (R::Groups(q), &Method::POST) => groups::create(&ctx, q).await,
-        (R::Groups(q), &Method::GET) => groups::list(&ctx, q).await,
-        (R::Group(q, g), &Method::DELETE) => groups::delete(&ctx, q, g).await,
-        (R::Send(q), &Method::POST) => messages::send(&ctx, q).await,
-        (R::Consume(q, g), &Method::GET) => messages::consume(&ctx, q, g, false).await,
-        (R::DeadLetters(q, g), &Method::GET) => messages::consume(&ctx, q, g, true).await,
-        (R::Ack(q, g), &Method::POST) => messages::ack(&ctx, q, g, false).await,
-        (R::DeadLetterAck(q, g), &Method::POST) => messages::ack(&ctx, q, g, true).await,
-        _ => Err(DmsError::method_not_allowed()),
+    let ctx = Ctx { st, tenant, query: parse_query(parts.uri.query().unwrap_or(""), false), body };
+    match op.ok_or_else(DmsError::method_not_allowed)? {
+        Op::CreateQueue => queues::create(&ctx).await,
+        Op::ListQueues => queues::list(&ctx).await,
+        Op::ShowQueue(q) => queues::show(&ctx, &q).await,
+        Op::DeleteQueue(q) => queues::delete(&ctx, &q).await,
+        Op::ShowQuotas => queues::quotas(&ctx).await,
+        Op::BatchCreateOrDeleteQueueTag(q) => queues::tag_action(&ctx, &q).await,
+        Op::ShowQueueTags(q) => queues::tags(&ctx, &q).await,
+        Op::ShowQueueProjectTags => queues::project_tags(&ctx).await,
+        Op::CreateConsumerGroup(q) => groups::create(&ctx, &q).await,
+        Op::ListConsumerGroups(q) => groups::list(&ctx, &q).await,
+        Op::DeleteSpecifiedConsumerGroup(q, g) => groups::delete(&ctx, &q, &g).await,
+        Op::SendMessages(q) => messages::send(&ctx, &q).await,
+        Op::ConsumeMessages(q, g) => messages::consume(&ctx, &q, &g, false).await,
+        Op::ConsumeDeadlettersMessage(q, g) => messages::consume(&ctx, &q, &g, true).await,
+        Op::ConfirmConsumptionMessages(q, g) => messages::ack(&ctx, &q, &g, false).await,
+        Op::ConfirmDeadLettersMessages(q, g) => messages::ack(&ctx, &q, &g, true).await,
     }
-}
-
-/// Verifies the SDK-HMAC-SHA256 signature; every failure is APIG's 401.
-fn authenticate(
-    st: &AppState,
-    method: &Method,
-    raw_path: &str,
-    raw_query: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Arc<Tenant>, DmsError> {
-    let authz = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(DmsError::auth)?;
-    let a = sign::parse_authorization(authz).ok_or_else(DmsError::auth)?;
-    let (tenant, secret) = st.auth.access_key(a.access).ok_or_else(DmsError::auth)?;
-    let signed: Vec<String> = a.signed_headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
-    if !signed.iter().any(|h| h == "host") || !signed.iter().any(|h| h == "x-sdk-date") {
-        return Err(DmsError::auth());
-    }
-    let mut values = Vec::with_capacity(signed.len());
-    for h in &signed {
-        let all: Vec<String> = headers
-            .get_all(h.as_str())
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-            .collect();
-        if all.is_empty() {
-            return Err(DmsError::auth());
-        }
-        values.push((h.clone(), all.join(",")));
-    }
-    let date = values.iter().find(|(k, _)| k == "x-sdk-date").map(|(_, v)| v.clone()).unwrap_or_default();
-    let when = sign::parse_sdk_date(&date).ok_or_else(DmsError::auth)?;
-    let skew = st.config.dms.max_clock_skew_secs * 1000;
-    if skew > 0 && st.broker.now().abs_diff(when) > skew {
-        return Err(DmsError::auth());
-    }
-    let payload_hash = match headers.get("x-sdk-content-sha256").and_then(|v| v.to_str().ok()) {
-        Some(h) if !body.is_empty() => h.trim().to_string(),
-        _ if body.is_empty() => sign::EMPTY_HASH.to_string(),
-        _ => sha256_hex(body),
-    };
-    let signed_list = signed.join(";");
-    let req = sign::Request {
-        method: method.as_str(),
-        raw_path,
-        raw_query,
-        headers: values,
-        signed_headers: &signed_list,
-        payload_hash: &payload_hash,
-    };
-    let sts = sign::string_to_sign(&date, &sign::canonical_request(&req));
-    if !sign::verify(secret, &sts, a.signature) {
-        return Err(DmsError::auth());
-    }
-    Ok(tenant)
 }
 
 /// A JSON answer with the documented status.
@@ -265,5 +282,17 @@ mod tests {
         assert_eq!(r("/v2/p/queue/tags"), Some(Route::ProjectTags));
         assert_eq!(r("/v2/p/queue/q/tags/action"), Some(Route::QueueTagAction("q".into())));
         assert_eq!(r("/v2/p/nothing"), None);
+    }
+
+    #[test]
+    fn operations() {
+        let op = |p: &str, m: Method| route(&segments(p)[2..]).and_then(|r| Op::of(r, &m)).map(|o| o.name());
+        assert_eq!(op("/v2/p/queues", Method::POST), Some("CreateQueue"));
+        assert_eq!(op("/v2/p/queues", Method::GET), Some("ListQueues"));
+        assert_eq!(op("/v2/p/queues", Method::DELETE), None);
+        assert_eq!(op("/v1.0/p/queues/q/groups/g/messages", Method::GET), Some("ConsumeMessages"));
+        assert_eq!(op("/v2/p/queues/q/groups/g/deadletters/ack", Method::POST), Some("ConfirmDeadLettersMessages"));
+        assert_eq!(op("/v2/p/queue/q/tags/action", Method::POST), Some("BatchCreateOrDeleteQueueTag"));
+        assert_eq!(op("/v2/p/queue/tags", Method::GET), Some("ShowQueueProjectTags"));
     }
 }

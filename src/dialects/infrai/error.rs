@@ -39,6 +39,11 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
     }
 
+    /// The API's 500, for a failure the client cannot act on (storage, a handler's panic).
+    pub fn internal() -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+    }
+
     pub fn queue_not_found(name: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "QUEUE_NOT_FOUND", format!("queue '{name}' does not exist"))
     }
@@ -88,7 +93,7 @@ impl From<CoreError> for ApiError {
             }
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
-                ApiError::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+                ApiError::internal()
             }
         }
     }

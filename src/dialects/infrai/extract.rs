@@ -1,9 +1,13 @@
 //! Request extraction for infrai: bearer auth, JSON bodies, path and query parameters, each
 //! failing with infrai's own error (never axum's plain-text rejections).
+//!
+//! The bearer check itself is [`authenticate`], a pure function of the headers and a key
+//! lookup, so the extractor and the benchmarks run the very same code.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde_json::{Map, Value};
@@ -13,6 +17,19 @@ use crate::auth::Tenant;
 use crate::http::{BodyError, parse_query, read_body};
 use crate::state::AppState;
 
+/// Authenticates `Authorization: Bearer <key>` (scheme in any case); `key_owner` says whom a key
+/// belongs to. Every failure is a 401 whose message says what was wrong, never which keys exist.
+pub fn authenticate<C>(headers: &HeaderMap, key_owner: impl FnOnce(&str) -> Option<C>) -> Result<C, ApiError> {
+    let header =
+        headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <key>"))?;
+    let text = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?.trim();
+    let (scheme, key) = text.split_once(' ').ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
+        return Err(ApiError::unauthorized("Authorization must be a Bearer key"));
+    }
+    key_owner(key.trim()).ok_or_else(|| ApiError::unauthorized("unknown API key"))
+}
+
 /// The tenant of the request's bearer key.
 pub struct Caller(pub Arc<Tenant>);
 
@@ -20,17 +37,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <key>"))?;
-        let text = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?.trim();
-        let (scheme, key) =
-            text.split_once(' ').ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
-        if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
-            return Err(ApiError::unauthorized("Authorization must be a Bearer key"));
-        }
-        st.auth.bearer(key.trim()).map(Caller).ok_or_else(|| ApiError::unauthorized("unknown API key"))
+        authenticate(&parts.headers, |key| st.auth.bearer(key)).map(Caller)
     }
 }
 
@@ -182,5 +189,27 @@ pub trait Fields {
 impl Fields for Map<String, Value> {
     fn map(&self) -> &Map<String, Value> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_keys() {
+        let owner = |k: &str| (k == "ifr_demo").then_some("demo");
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, v.parse().unwrap());
+            h
+        };
+        assert_eq!(authenticate(&with("Bearer ifr_demo"), owner).unwrap(), "demo");
+        assert_eq!(authenticate(&with("  bearer   ifr_demo "), owner).unwrap(), "demo");
+        for bad in ["Bearer ifr_other", "Basic ifr_demo", "Bearer", "Bearer  ", "ifr_demo"] {
+            let e = authenticate(&with(bad), owner).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (401, "UNAUTHORIZED"), "{bad}");
+        }
+        assert_eq!(authenticate(&HeaderMap::new(), owner).unwrap_err().code, "UNAUTHORIZED");
     }
 }

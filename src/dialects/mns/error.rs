@@ -59,6 +59,11 @@ impl MnsError {
         MnsError::new(StatusCode::BAD_REQUEST, "ReceiptHandleError", "The receipt handle you provide is not valid.")
     }
 
+    /// The service's 500, for a failure the client cannot act on (storage, a handler's panic).
+    pub fn internal() -> Self {
+        MnsError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error.")
+    }
+
     pub fn invalid_url() -> Self {
         MnsError::new(StatusCode::BAD_REQUEST, "InvalidRequestURL", "The request URL is invalid.")
     }
@@ -86,7 +91,7 @@ impl From<CoreError> for MnsError {
             }
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
-                MnsError::new(S::INTERNAL_SERVER_ERROR, "InternalError", "Internal error.")
+                MnsError::internal()
             }
         }
     }

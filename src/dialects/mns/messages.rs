@@ -62,7 +62,10 @@ pub async fn send(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
             w.leaf("MessageId", meta.id.to_string()).leaf("MessageBodyMD5", md5);
             Ok(xml_response(StatusCode::CREATED, w.finish()))
         }
-        "Messages" => batch_send(ctx, &q, &root, max_size).await,
+        "Messages" => {
+            super::operation("BatchSendMessage");
+            batch_send(ctx, &q, &root, max_size).await
+        }
         other => Err(MnsError::malformed(format!("unexpected root element {other}"))),
     }
 }
@@ -141,6 +144,12 @@ pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         Some(_) => return Err(MnsError::invalid("The value of peekonly should be true or false.")),
     };
+    super::operation(match (peek, batch.is_some()) {
+        (false, false) => "ReceiveMessage",
+        (false, true) => "BatchReceiveMessage",
+        (true, false) => "PeekMessage",
+        (true, true) => "BatchPeekMessage",
+    });
     let wait = match ctx.param("waitseconds") {
         None => None,
         Some(w) => match w.trim().parse::<u64>() {
@@ -200,6 +209,7 @@ pub async fn delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
     let single = ctx.param("ReceiptHandle");
     let has_body = !ctx.body.iter().all(u8::is_ascii_whitespace);
     if single.is_none() && has_body {
+        super::operation("BatchDeleteMessage");
         return batch_delete(ctx, name).await;
     }
     let handle = single.filter(|h| !h.is_empty()).ok_or_else(missing_handle)?;

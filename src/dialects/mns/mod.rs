@@ -19,23 +19,23 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::header::HOST as HOST_HEADER;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
 
 use crate::auth::Tenant;
-use crate::auth::crypto::{base64, md5};
-use crate::http::{BodyError, parse_query, read_body, request_id};
+use crate::http::{BodyError, Operation, parse_query, read_body, request_id, set_operation};
 use crate::state::AppState;
 use error::{HOST, MnsError};
 
+/// The dialect's name in logs and metrics.
+pub const NAME: &str = "mns";
 /// The API version every response announces.
 pub const VERSION: &str = "2015-06-06";
 /// Largest request body read (a full 16-message batch is far below it).
 const MAX_REQUEST: u64 = 2 * 1024 * 1024;
-/// Allowed distance between the request's Date and the server clock.
-const MAX_SKEW_MS: u64 = 15 * 60 * 1000;
 
 /// Whether a path belongs to MNS (for the server's fallbacks).
 pub fn owns(path: &str) -> bool {
@@ -74,8 +74,8 @@ impl Ctx {
     }
 }
 
-fn endpoint(headers: &HeaderMap) -> String {
-    let host = headers.get("host").and_then(|v| v.to_str().ok()).filter(|h| !h.is_empty()).unwrap_or("localhost");
+fn endpoint(host: Option<&HeaderValue>) -> String {
+    let host = host.and_then(|v| v.to_str().ok()).filter(|h| !h.is_empty()).unwrap_or("localhost");
     format!("http://{host}")
 }
 
@@ -90,14 +90,20 @@ fn stamp(mut resp: Response) -> Response {
 }
 
 /// Renders an MNS error for a request that never reached [`handle`] (unknown route, method).
-pub async fn reject(headers: &HeaderMap) -> Response {
-    let host = endpoint(headers);
-    HOST.scope(host, async { stamp(MnsError::invalid_url().into_response()) }).await
+pub fn reject(headers: &HeaderMap) -> Response {
+    set_operation(Operation::new(NAME, "unknown"));
+    HOST.sync_scope(endpoint(headers.get(HOST_HEADER)), || stamp(MnsError::invalid_url().into_response()))
+}
+
+/// Renders MNS's internal error (a handler that failed without an answer); `host` is the
+/// request's Host header, which HostId echoes.
+pub fn internal_error(host: Option<&HeaderValue>) -> Response {
+    HOST.sync_scope(endpoint(host), || stamp(MnsError::internal().into_response()))
 }
 
 /// The MNS entry point.
 pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
-    let host = endpoint(req.headers());
+    let host = endpoint(req.headers().get(HOST_HEADER));
     HOST.scope(host, async move {
         let resp = match serve(st, req).await {
             Ok(r) => r,
@@ -108,15 +114,64 @@ pub async fn handle(State(st): State<AppState>, req: Request) -> Response {
     .await
 }
 
+/// The operations, from method, path and query. The batch and peek forms share their single
+/// form's route; their handlers tell them apart (by body or query) and rename the operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    ListQueue,
+    CreateQueue(String),
+    SetQueueAttributes(String),
+    GetQueueAttributes(String),
+    DeleteQueue(String),
+    SendMessage(String),
+    ReceiveMessage(String),
+    DeleteMessage(String),
+    ChangeMessageVisibility(String),
+}
+
+impl Route {
+    /// The route of a request: decoded path segments, method, and whether `?metaoverride=true`.
+    fn of(segments: &[String], method: &Method, meta_override: bool) -> Option<Route> {
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let name = |n: &str| n.to_string();
+        Some(match (segs.as_slice(), method) {
+            (["queues"], &Method::GET) => Route::ListQueue,
+            (["queues", q], &Method::PUT) if meta_override => Route::SetQueueAttributes(name(q)),
+            (["queues", q], &Method::PUT) => Route::CreateQueue(name(q)),
+            (["queues", q], &Method::GET) => Route::GetQueueAttributes(name(q)),
+            (["queues", q], &Method::DELETE) => Route::DeleteQueue(name(q)),
+            (["queues", q, "messages"], &Method::POST) => Route::SendMessage(name(q)),
+            (["queues", q, "messages"], &Method::GET) => Route::ReceiveMessage(name(q)),
+            (["queues", q, "messages"], &Method::DELETE) => Route::DeleteMessage(name(q)),
+            (["queues", q, "messages"], &Method::PUT) => Route::ChangeMessageVisibility(name(q)),
+            _ => return None,
+        })
+    }
+
+    /// The operation's name as the vendor spells it.
+    fn name(&self) -> &'static str {
+        match self {
+            Route::ListQueue => "ListQueue",
+            Route::CreateQueue(_) => "CreateQueue",
+            Route::SetQueueAttributes(_) => "SetQueueAttributes",
+            Route::GetQueueAttributes(_) => "GetQueueAttributes",
+            Route::DeleteQueue(_) => "DeleteQueue",
+            Route::SendMessage(_) => "SendMessage",
+            Route::ReceiveMessage(_) => "ReceiveMessage",
+            Route::DeleteMessage(_) => "DeleteMessage",
+            Route::ChangeMessageVisibility(_) => "ChangeMessageVisibility",
+        }
+    }
+}
+
+/// Names the current request's operation (a handler refining its route's name).
+pub fn operation(name: &'static str) {
+    set_operation(Operation::new(NAME, name));
+}
+
 async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
     let (parts, body) = req.into_parts();
-    let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
-        BodyError::TooLarge => MnsError::invalid(format!("The request body exceeds {MAX_REQUEST} bytes.")),
-        BodyError::Io(m) => MnsError::invalid(format!("The request body could not be read: {m}")),
-    })?;
-    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let tenant = authenticate(&st, &parts.method, target, &parts.headers, &body)?;
-    let query = parse_query(parts.uri.query().unwrap_or(""), false)
+    let query: Vec<(String, String)> = parse_query(parts.uri.query().unwrap_or(""), false)
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
@@ -127,84 +182,56 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
         .skip(1)
         .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
-    let ctx = Ctx { st, tenant, method: parts.method, headers: parts.headers, query, body };
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (segs.as_slice(), &ctx.method) {
-        (["queues"], &Method::GET) => queues::list(&ctx).await,
-        (["queues", name], &Method::PUT)
-            if ctx.param("metaoverride").is_some_and(|v| v.eq_ignore_ascii_case("true")) =>
-        {
-            queues::set_attributes(&ctx, name).await
-        }
-        (["queues", name], &Method::PUT) => queues::create(&ctx, name).await,
-        (["queues", name], &Method::GET) => queues::get_attributes(&ctx, name).await,
-        (["queues", name], &Method::DELETE) => queues::delete(&ctx, name).await,
-        (["queues", name, "messages"], &Method::POST) => messages::send(&ctx, name).await,
-        (["queues", name, "messages"], &Method::GET) => messages::receive(&ctx, name).await,
-        (["queues", name, "messages"], &Method::DELETE) => messages::delete(&ctx, name).await,
-        (["queues", name, "messages"], &Method::PUT) => messages::change_visibility(&ctx, name).await,
-        _ => Err(MnsError::invalid_url()),
-    }
-}
-
-/// Verifies the request's signature and date; returns the caller's tenant.
-fn authenticate(
-    st: &AppState,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Arc<Tenant>, MnsError> {
-    use axum::http::StatusCode as S;
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let authz = headers.get("authorization").ok_or_else(|| {
-        MnsError::new(S::BAD_REQUEST, "MissingAuthorizationHeader", "The Authorization header is missing.")
+    let meta_override = query.iter().any(|(k, v)| k == "metaoverride" && v.eq_ignore_ascii_case("true"));
+    // Named before anything can fail, so refused requests are named too; an unknown route is
+    // refused only after authentication, as the service does.
+    let route = Route::of(&segments, &parts.method, meta_override);
+    operation(route.as_ref().map_or("unknown", Route::name));
+    let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
+        BodyError::TooLarge => MnsError::invalid(format!("The request body exceeds {MAX_REQUEST} bytes.")),
+        BodyError::Io(m) => MnsError::invalid(format!("The request body could not be read: {m}")),
     })?;
-    let bad_authz =
-        || MnsError::new(S::BAD_REQUEST, "InvalidAuthorizationHeader", "The Authorization header is invalid.");
-    let (id, sig) = authz.to_str().ok().and_then(sign::parse_authorization).ok_or_else(bad_authz)?;
-    let date = text("date")
-        .or_else(|| text("x-mns-date"))
-        .ok_or_else(|| MnsError::new(S::BAD_REQUEST, "MissingDateHeader", "The Date header is missing."))?;
-    let when = httpdate::parse_http_date(date.trim())
-        .map_err(|_| MnsError::new(S::BAD_REQUEST, "InvalidDateHeader", "The Date header is invalid."))?;
-    let when_ms = when.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    if st.broker.now().abs_diff(when_ms) > MAX_SKEW_MS {
-        return Err(MnsError::new(S::REQUEST_TIMEOUT, "TimeExpired", "The http request you sent is expired."));
+    let tenant = sign::authenticate(&parts, &body, st.broker.now(), |id| st.auth.access_key(id))?;
+    let route = route.ok_or_else(MnsError::invalid_url)?;
+    let ctx = Ctx { st, tenant, method: parts.method, headers: parts.headers, query, body };
+    match &route {
+        Route::ListQueue => queues::list(&ctx).await,
+        Route::CreateQueue(q) => queues::create(&ctx, q).await,
+        Route::SetQueueAttributes(q) => queues::set_attributes(&ctx, q).await,
+        Route::GetQueueAttributes(q) => queues::get_attributes(&ctx, q).await,
+        Route::DeleteQueue(q) => queues::delete(&ctx, q).await,
+        Route::SendMessage(q) => messages::send(&ctx, q).await,
+        Route::ReceiveMessage(q) => messages::receive(&ctx, q).await,
+        Route::DeleteMessage(q) => messages::delete(&ctx, q).await,
+        Route::ChangeMessageVisibility(q) => messages::change_visibility(&ctx, q).await,
     }
-    let (tenant, secret) = st
-        .auth
-        .access_key(id)
-        .ok_or_else(|| MnsError::new(S::FORBIDDEN, "InvalidAccessKeyId", "The access Id you provided is not exist."))?;
-    let header_pairs: Vec<(&str, &str)> =
-        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))).collect();
-    let signed = sign::Signed {
-        method: method.as_str(),
-        content_md5: text("content-md5").unwrap_or(""),
-        content_type: text("content-type").unwrap_or(""),
-        date,
-        headers: header_pairs,
-        resource: target,
-    };
-    if !sign::verify(secret, &signed, sig) {
-        return Err(MnsError::new(
-            S::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided.",
-        ));
-    }
-    if let Some(given) = text("content-md5").map(str::trim).filter(|s| !s.is_empty()) {
-        let digest = md5(body);
-        let hex = hex::encode(digest);
-        let accepted = [base64(hex.as_bytes()), base64(hex.to_uppercase().as_bytes()), base64(&digest), hex.clone()];
-        if !accepted.iter().any(|a| a == given) && !given.eq_ignore_ascii_case(&hex) {
-            return Err(MnsError::new(S::BAD_REQUEST, "InvalidDegist", "The Content-MD5 you specified is not valid."));
-        }
-    }
-    Ok(tenant)
 }
 
 /// A response with no body (201 CreateQueue, 204s): Node would try to parse anything else.
 pub fn empty(status: axum::http::StatusCode) -> Response {
     (status, Body::empty()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_names() {
+        let r = |path: &str, m: Method, meta: bool| {
+            let segs: Vec<String> = path.split('/').skip(1).map(str::to_string).collect();
+            Route::of(&segs, &m, meta).map(|r| r.name())
+        };
+        assert_eq!(r("/queues", Method::GET, false), Some("ListQueue"));
+        assert_eq!(r("/queues/q", Method::PUT, false), Some("CreateQueue"));
+        assert_eq!(r("/queues/q", Method::PUT, true), Some("SetQueueAttributes"));
+        assert_eq!(r("/queues/q", Method::GET, true), Some("GetQueueAttributes"));
+        assert_eq!(r("/queues/q", Method::DELETE, false), Some("DeleteQueue"));
+        assert_eq!(r("/queues/q/messages", Method::POST, false), Some("SendMessage"));
+        assert_eq!(r("/queues/q/messages", Method::GET, false), Some("ReceiveMessage"));
+        assert_eq!(r("/queues/q/messages", Method::DELETE, false), Some("DeleteMessage"));
+        assert_eq!(r("/queues/q/messages", Method::PUT, false), Some("ChangeMessageVisibility"));
+        assert_eq!(r("/queues", Method::POST, false), None);
+        assert_eq!(r("/queues/q/other", Method::GET, false), None);
+    }
 }
