@@ -125,7 +125,7 @@ impl Default for InfraiConfig {
     }
 }
 
-/// CTYun dialect options (see `dialects/ctyun/README.md`).
+/// CTYun dialect options (`dialects/ctyun/README.md` explains each).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CtyunConfig {
@@ -167,7 +167,7 @@ impl Default for CtyunConfig {
     }
 }
 
-/// Huawei DMS dialect options (see `dialects/dms/README.md`).
+/// Huawei DMS dialect options (`dialects/dms/README.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DmsConfig {

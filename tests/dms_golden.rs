@@ -1,4 +1,4 @@
-//! Replays `fixtures/dms/` (the seed's consume example) against a real server with the test's
+//! Replays `fixtures/dms/` (the consume example of Huawei's reference page) against a real server with the test's
 //! own SDK-HMAC-SHA256 signer.
 
 mod common;

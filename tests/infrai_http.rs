@@ -1,5 +1,5 @@
 //! infrai through the real router and a real socket: every capability, its errors, and the
-//! seed's own curl examples verbatim. Time is the server's manual clock.
+//! vendor page's own curl examples verbatim. Time is the server's manual clock.
 
 mod common;
 

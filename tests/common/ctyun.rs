@@ -1,5 +1,5 @@
-//! A CTYun apiproxy client for tests, with its own signer written from specs/ctyun.md §2 (it must
-//! not share signing code with the server).
+//! A CTYun apiproxy client for tests, with its own signer written from the algorithm in
+//! `dialects/ctyun/README.md` (it must not share signing code with the server).
 #![allow(dead_code)]
 
 use base64::Engine;

@@ -1,5 +1,5 @@
-//! A Huawei DMS client for tests with its own SDK-HMAC-SHA256 signer, written from
-//! specs/dms.md §4.1 (it must not share signing code with the server).
+//! A Huawei DMS client for tests with its own SDK-HMAC-SHA256 signer, written from what the
+//! official SDK does (`dialects/dms/README.md`; it must not share signing code with the server).
 #![allow(dead_code)]
 
 use hmac::{KeyInit, Mac};

@@ -39,7 +39,8 @@ impl XmlResp {
     }
 }
 
-/// The MNS signature, written from specs/mns.md §4 independently of the server.
+/// The MNS signature, written from the SDKs' algorithm (`dialects/mns/README.md`) independently
+/// of the server.
 pub fn sign(
     sk: &str,
     method: &str,

@@ -1,4 +1,4 @@
-//! CTYun response envelopes and errors (specs/ctyun.md §3.2).
+//! CTYun response envelopes and errors (`dialects/ctyun/README.md` shows each shape).
 //!
 //! Success is `statusCode` 800 in one of four shapes the vendor document uses per operation:
 //! A (`returnObj` a JSON *string*), B (`returnObj` an object wrapping a JSON string), C (flat),

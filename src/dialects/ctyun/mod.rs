@@ -1,10 +1,11 @@
 //! The CTYun DMS apiproxy v3 dialect: `/apiproxy/v3/queue/<operation>`, signed headers,
-//! 800/900 envelopes (specs/ctyun.md; `dialects/ctyun/` in the repository records the decisions
-//! taken and every difference from the vendor document).
+//! 800/900 envelopes (`dialects/ctyun/README.md` records the decisions taken where the vendor
+//! document is silent or ambiguous, and every difference from it).
 //!
-//! Every request goes through the same steps, in the order of spec §2.2.6: known operation →
-//! auth headers present → requestDate readable → fresh → access key known → Hmac → parameters →
-//! contentMD5 policy → method → operation. Operations live by family in [`queues`], [`groups`]
+//! Every request goes through the same steps, in this order: known operation → auth headers
+//! present → requestDate readable → fresh → access key known → Hmac → parameters → contentMD5
+//! policy → method → operation. So a correctly signed malformed call is a 400, and a badly signed
+//! call never reaches parameter parsing. Operations live by family in [`queues`], [`groups`]
 //! and [`messages`]; they return a [`envelope::Reply`] or a [`envelope::CtError`].
 
 pub mod envelope;

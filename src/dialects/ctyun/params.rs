@@ -1,4 +1,5 @@
-//! Where CTYun business parameters come from, and how they are read (specs/ctyun.md §3.1).
+//! Where CTYun business parameters come from, and how they are read (`dialects/ctyun/README.md`,
+//! Parameters).
 //!
 //! GET operations carry their parameters as headers (JSON-typed ones as raw JSON text), with the
 //! query string and then a body as fallbacks; POST operations carry a JSON or form body, with

@@ -1,13 +1,13 @@
-//! CTYun apiproxy v3 signing, as pure functions (specs/ctyun.md §2).
+//! CTYun apiproxy v3 signing, as pure functions (`dialects/ctyun/README.md`, Signing).
 //!
 //! ```text
 //! contentMD5 = base64(MD5(value1 + "\n" + value2 + …))   business parameter values, doc order
 //! Hmac       = base64(HMAC-SHA1(secretKey, contentMD5 + "\n" + requestDate + "\n" + servicePath))
 //! ```
 //! The Hmac is always verified over the *received* contentMD5 header. Whether contentMD5 must
-//! match the parameters is a policy ([`Md5Mode`]): real clients send MD5("") or hash their
-//! parameters in arbitrary order (§2.3), so by default a mismatch is only logged. `requestDate`
-//! is parsed leniently (§2.4): English names, 1–2 digit day and hour, zones GMT/UTC/UT/Z, CST
+//! match the parameters is a policy ([`Md5Mode`]): public clients send MD5("") or hash their
+//! parameters in map order, so by default a mismatch is only logged. `requestDate` is parsed
+//! leniently, as clients write it: English names, 1–2 digit day and hour, zones GMT/UTC/UT/Z, CST
 //! (= +08:00, China Standard Time), numeric offsets, `GMT+8`, and RFC 3339.
 //!
 //! [`authenticate`] is the whole signature check of a received request (headers, date, key,
@@ -220,7 +220,7 @@ mod tests {
     const SK: &str = "qgate-demo-sk-0123456789abcdef";
 
     #[test]
-    fn spec_vector_v1_get_query_specify_queue() {
+    fn vector_v1_get_query_specify_queue() {
         let md5 = content_md5_of(&["cn-snxy1", "e99f9718-a61f-4946-a259-5c84ba613e92", "true"]);
         assert_eq!(md5, "Xb+f+baWCLjXRI4G2ZtJew==");
         assert_eq!(
@@ -238,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_vector_v2_post_create_queue() {
+    fn vector_v2_post_create_queue() {
         let member = r#"{"regionId":"cn-snxy1","name":"orders","queueMode":"FIFO","description":"demo","redrivePolicy":"enable","maxConsumeCount":"3"}"#;
         let md5 = content_md5(member);
         assert_eq!(md5, "9NfmNzg26z1WoaywUmDCgw==");
@@ -249,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_vector_v3_empty_and_v4_with_custom_info() {
+    fn vectors_v3_empty_and_v4_with_custom_info() {
         assert_eq!(content_md5(""), "1B2M2Y8AsgTpgAmY7PhCfg==");
         assert_eq!(
             hmac(SK, "1B2M2Y8AsgTpgAmY7PhCfg==", "Tue, 5 Mar 2024 08:00:00 GMT", "/apiproxy/v3/queue/queryQuota"),

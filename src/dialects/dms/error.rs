@@ -1,6 +1,7 @@
-//! DMS errors: `{"error_code", "error_msg", "code", "message", "request_id"}` with the numeric DMS
-//! codes of specs/dms.md §8 (as strings in `error_code`, numbers in `code`), and APIG's
-//! `APIGW.0301` for every signature failure. The mapping from core errors is exhaustive.
+//! DMS errors: `{"error_code", "error_msg", "code", "message", "request_id"}` with the numeric codes
+//! of Huawei's public DMS error reference (as strings in `error_code`, numbers in `code`; the ones
+//! qgate uses are in `dialects/dms/README.md`), and APIG's `APIGW.0301` for every signature
+//! failure. The mapping from core errors is exhaustive.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

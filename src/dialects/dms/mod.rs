@@ -1,6 +1,6 @@
 //! The Huawei DMS queue dialect under `/v1.0/{project_id}/…` and `/v2/{project_id}/…` (the same
-//! handlers for both), signed with APIG SDK-HMAC-SHA256 (specs/dms.md; `dialects/dms/` in the
-//! repository records the contract as implemented).
+//! handlers for both), signed with APIG SDK-HMAC-SHA256 (`dialects/dms/README.md` records the
+//! contract as implemented).
 //!
 //! A request is routed from its raw path ([`Route`]), then its signature is checked over the raw
 //! request ([`sign`]), then the path's project id must be the caller's tenant's, then the

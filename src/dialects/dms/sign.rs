@@ -1,4 +1,5 @@
-//! APIG "SDK-HMAC-SHA256" request signing (specs/dms.md §4), as pure functions.
+//! APIG "SDK-HMAC-SHA256" request signing, as pure functions (the client's side is described in
+//! `dialects/dms/README.md`).
 //!
 //! ```text
 //! CanonicalRequest = METHOD \n CanonicalURI \n CanonicalQuery \n CanonicalHeaders \n SignedHeaders \n hex(SHA256(body))

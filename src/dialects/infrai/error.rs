@@ -1,8 +1,8 @@
 //! infrai's error shape and the mapping from core errors.
 //!
-//! Every failure is `{"error": {"code", "message", "request_id"}}` with the status of
-//! specs/infrai.md §2. [`From<CoreError>`] is an exhaustive match: a new core error does not
-//! compile until infrai says how to render it.
+//! Every failure is `{"error": {"code", "message", "request_id"}}`, each code with its status
+//! (the table in `dialects/infrai/README.md`). [`From<CoreError>`] is an exhaustive match: a new
+//! core error does not compile until infrai says how to render it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -1,5 +1,5 @@
-//! The infrai JSON REST dialect under `/v1/queue` (specs/infrai.md; `dialects/infrai/` in the
-//! repository records what is implemented and every deliberate difference).
+//! The infrai JSON REST dialect under `/v1/queue` (`dialects/infrai/README.md` records what is
+//! implemented and every deliberate difference from the vendor page).
 //!
 //! Handlers read *decode → core call → encode*: extractors ([`extract`]) authenticate the bearer
 //! key and parse the body with infrai's errors, the handler validates fields and calls the

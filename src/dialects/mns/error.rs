@@ -1,5 +1,6 @@
 //! MNS errors: `<Error>` XML with Code, Message, RequestId and HostId (the Python SDK requires
-//! all four), the status of specs/mns.md §10, and the exhaustive mapping from core errors.
+//! all four), each code with the service's status (the table in `dialects/mns/README.md`), and
+//! the exhaustive mapping from core errors.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -1,6 +1,6 @@
 //! The Aliyun MNS queue dialect: XML under `/queues`, `Authorization: MNS id:signature`
-//! (specs/mns.md; `dialects/mns/` in the repository records what is implemented and every
-//! deliberate difference).
+//! (`dialects/mns/README.md` records what is implemented and every deliberate difference from
+//! the real service).
 //!
 //! MNS picks the operation from method, path *and* query (`?metaoverride=true`,
 //! `?peekonly=true`, `?numOfMessages=`, a `ReceiptHandle` or an XML body), so one handler serves

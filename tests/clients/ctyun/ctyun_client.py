@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A small, independent client for the CTYun (天翼云) DMS "apiproxy v3" queue API.
 
-Written from shared/specs/ctyun.md (§2 signing, §3 transport, §4 operations) and the vendor
-document (shared/seeds/ctyun-dms-apiproxy-v3.txt). Python 3 standard library only. It shares no
-code with the qgate server on purpose: a bug common to both would otherwise go unnoticed.
+Written from the vendor document (CTYun's "消息队列 API" for apiproxy v3) and the contract in
+dialects/ctyun/README.md (signing, parameters, operations). Python 3 standard library only. It
+shares no code with the qgate server on purpose: a bug common to both would otherwise go unnoticed.
 
-Signing (spec §2.2):
+Signing:
   contentMD5 = base64(md5(utf8("\n".join(values))))   values = the business parameters of the
                operation in the doc's table order, absent optional ones skipped, customInfo
                included (last) when sent; each value is the exact string transmitted (strings
@@ -18,7 +18,7 @@ Transport: GET → every business parameter is one HTTP header named like the pa
 ones as compact JSON text); POST → a JSON object body (default) or an
 application/x-www-form-urlencoded body (JSON-typed values as JSON text).
 
-`python3 ctyun_client.py` runs the signing self-test (spec §2.5 vectors V1–V4).
+`python3 ctyun_client.py` runs the signing self-test (the V1–V4 vectors of dialects/ctyun/README.md).
 """
 import base64
 import hashlib
@@ -72,7 +72,7 @@ def compact_json(value):
 
 
 def render_value(value):
-    """The exact string a parameter value is transmitted (and hashed) as (spec §2.2 step 1)."""
+    """The exact string a parameter value is transmitted (and hashed) as (see Signing above)."""
     if isinstance(value, str):
         return value
     if value is True:
@@ -370,14 +370,14 @@ class Client:
 
 
 def parse_inner(value):
-    """Parses an inner returnObj that the spec says is a JSON *string*."""
+    """Parses an inner returnObj that the envelope carries as a JSON *string*."""
     if not isinstance(value, str):
         raise ValueError("inner returnObj is %s, expected a JSON string" % type(value).__name__)
     return json.loads(value)
 
 
 def decode_handler(handler):
-    """A handler is standard base64 (padded) of compact JSON (spec §1e/§5)."""
+    """A handler is standard base64 (padded) of compact JSON (dialects/ctyun/README.md)."""
     return json.loads(base64.b64decode(handler.encode("ascii"), validate=True).decode("utf-8"))
 
 
@@ -389,7 +389,7 @@ SELFTEST_AK = "qgate-demo-ak"
 
 
 def self_test():
-    """Reproduces spec §2.5 V1–V4 through the client's own request builder.
+    """Reproduces the V1–V4 signing vectors through the client's own request builder.
     Returns [(name, ok, detail)]."""
     c = Client("http://127.0.0.1:1", SELFTEST_AK, SELFTEST_SK)
     out = []

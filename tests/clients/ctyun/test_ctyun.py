@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Conformance suite for qgate's CTYun DMS apiproxy v3 dialect (/apiproxy/v3/queue/...).
 
-Independent of the server: written from shared/specs/ctyun.md and the vendor document, using
-only ctyun_client.py (standard library). See README.md for the spec readings it encodes.
+Independent of the server: written from the vendor document and the contract in
+dialects/ctyun/README.md, using only ctyun_client.py (standard library). See README.md for the
+readings of that contract it encodes.
 
 Environment:
   QGATE_BASE            http://host:port
@@ -102,7 +103,7 @@ def need(state, *keys):
     return out[0] if len(out) == 1 else out
 
 
-# ----------------------------------------------------------------------------- envelopes (spec §3.2)
+# ----------------------------------------------------------------------------- envelopes (A-D)
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -421,7 +422,7 @@ def area_auth():
     def _():
         bad400(c.call("removeQueue", {"regionId": REGION, "queueId": str(uuid.uuid4())}, method="GET"))
 
-    # --- tenancy and isolation (spec §6)
+    # --- tenancy and isolation (customInfo namespaces)
     @check("auth: tenant A creates a queue in sub-namespace X")
     def _():
         S["qa"] = ar.mkq("iso-" + RUN)
@@ -659,7 +660,7 @@ def area_queues():
     def _():
         eq(env_B(c.query_specify_queue(need(S, "q1"), region="cn-other-1"))["id"], S["q1"], "id")
 
-    @check("queues: queryQueue / queryQuota in another region → empty (per-region listing, spec §4.2/§7.14)")
+    @check("queues: queryQueue / queryQuota in another region → empty (per-region listing)")
     def _():
         eq(env_D(c.query_queue(region="cn-other-1"))["total"], 0, "total in cn-other-1")
         eq(env_D(c.query_quota(region="cn-other-1"))["quotas"]["resources"][0]["used"], 0, "used in cn-other-1")
@@ -1650,7 +1651,7 @@ def area_malformed():
 
 
 def area_transport():
-    """Request encodings the spec (§3.1) says the server accepts."""
+    """Request encodings the contract (dialects/ctyun/README.md, Parameters) says the server accepts."""
     ar = Area("transport")
     c = ar.c
     S = {}

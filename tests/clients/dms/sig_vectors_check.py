@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Recomputes the six vectors of specs/dms-sig-vectors.json with the official SDK's own pipeline.
+"""Recomputes the six vectors of fixtures/dms/sig-vectors.json with the official SDK's own pipeline.
 
 Each vector is produced by a real `DmsClient` call (or, for the v1.0 one, the client's generic
 `call_api`, which is how the SDK issues any request), with the clock frozen by presetting
@@ -9,7 +9,7 @@ captures the prepared request. The signer's canonical request and string to sign
 wrapping its methods. For every vector this compares: method, request target, the five signed
 headers, Authorization, body bytes, body SHA-256, canonical request and string to sign.
 
-Usage: python sig_vectors_check.py [path/to/dms-sig-vectors.json]
+Usage: python sig_vectors_check.py [path/to/sig-vectors.json]   (default: the repository's fixture)
 Output: `PASS <vector>` / `FAIL <vector>: <what differs>`; exit 1 if any differ.
 """
 import hashlib
@@ -33,10 +33,9 @@ from huaweicloudsdkdms.v2 import (
     SendMessagesRequest,
 )
 
-DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared", "specs",
-                       "dms-sig-vectors.json")
-PATH = sys.argv[1] if len(sys.argv) > 1 else (
-    DEFAULT if os.path.exists(DEFAULT) else "/work/shared/specs/dms-sig-vectors.json")
+DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "fixtures", "dms",
+                       "sig-vectors.json")
+PATH = sys.argv[1] if len(sys.argv) > 1 else DEFAULT
 
 captured = {}
 

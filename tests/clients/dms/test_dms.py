@@ -297,7 +297,7 @@ def expect_ack(r, success, fail, what="ack"):
 
 def expect_ack_refused(fn, what, codes=("10542209", "10540004")):
     """A handler that must not be honoured: either counted as failed (200, success 0 fail 1) or the
-    request refused with 400 (spec §9 #8 allows both)."""
+    request refused with 400 (Huawei's documents describe both)."""
     try:
         r = fn()
     except ServiceResponseException as e:
@@ -1510,7 +1510,7 @@ def main():
     run("group: delete (204), gone from the list, delete again 404 10240405", t_groups_delete)
     run("group: unknown group id refused on consume/ack/deadletters/delete (404 10240405)", t_groups_unknown)
 
-    run("queue: list_queues shows the run's queues with the spec fields, no redrive fields by default",
+    run("queue: list_queues shows the run's queues with the documented fields, no redrive fields by default",
         t_list_queues)
     run("queue: list_queues include_deadletter=true shows redrive_policy and max_consume_count", t_list_queues_dl)
     run("queue: show_queue fields (reservation 4320, max_msg_size_byte, created ms, group_count)", t_show_queue)

@@ -12,7 +12,7 @@ import os
 from urllib import error, request
 
 KEY = os.environ.get("INFRAI_API_KEY") or "ifr_..."  # <- your key
-BASE = os.environ.get("QGATE_BASE", "http://127.0.0.1:8080")  # qgate: the only line changed from the seed
+BASE = os.environ.get("QGATE_BASE", "http://127.0.0.1:8080")  # qgate: the only line changed from the vendor page's example
 
 
 # Same raw HTTPS POST/GET as every per-method example on this page —
