@@ -17,7 +17,6 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -75,14 +74,21 @@ pub fn operation() -> Option<Operation> {
     REQUEST.try_with(|r| r.operation.get()).ok().flatten()
 }
 
-/// Middleware: assigns the request id, logs the request with its operation, adds
+/// Runs one request in its context: assigns the request id, logs the request with its operation, adds
 /// `x-request-id` and the [`Operation`] extension.
 ///
 /// The per-request span is at debug level: at the default `info` level it costs nothing, where an
 /// enabled span (its fields formatted, registered and closed on every request) cost several
 /// percent of a small request. Server errors are always logged, with the id, method, path and
 /// operation.
-pub async fn request_context(req: Request, next: Next) -> Response {
+///
+/// `handle` is the rest of the request's handling (the server's one middleware runs panic
+/// recovery inside it, so a panic's answer and log carry the id and operation).
+pub async fn with_context<F, Fut>(req: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let id = new_request_id();
     let started = Instant::now();
     let span = tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
@@ -90,7 +96,7 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     let scope = RequestScope { id: id.clone(), operation: Cell::new(None) };
     let (mut resp, op) = REQUEST
         .scope(scope, async {
-            let resp = next.run(req).instrument(span.clone()).await;
+            let resp = handle(req).instrument(span.clone()).await;
             (resp, operation().unwrap_or(Operation::UNKNOWN))
         })
         .await;

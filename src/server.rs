@@ -90,9 +90,7 @@ pub fn app(state: AppState) -> Router {
 /// operation, log line), then panic recovery (inside it, so a panic's answer and log carry the
 /// id and operation). Public so tests can wrap routes of their own exactly as [`app`] does.
 pub fn layers(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
-    routes
-        .layer(middleware::from_fn_with_state(state.clone(), dialects::recover))
-        .layer(middleware::from_fn(crate::http::request_context))
+    routes.layer(middleware::from_fn_with_state(state.clone(), dialects::serve))
 }
 
 /// Applies due changes (lease ends, delays, retention, idempotency expiry) at least every

@@ -91,12 +91,12 @@ impl Broker {
 
     /// The queue of that name in the namespace.
     pub async fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
-        self.engine.queue(ns, name).await.map(Arc::new)
+        self.engine.queue(ns, name).await
     }
 
     /// The queue with that id, if it belongs to the namespace.
     pub async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
-        self.engine.queue_by_id(ns, id).await.map(Arc::new)
+        self.engine.queue_by_id(ns, id).await
     }
 
     /// The namespace's queues, by name.
@@ -113,8 +113,7 @@ impl Broker {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Arc<Queue>>, bool)> {
-        let (qs, more) = self.engine.list_queues(ns, prefix, after, limit).await?;
-        Ok((qs.into_iter().map(Arc::new).collect(), more))
+        self.engine.list_queues(ns, prefix, after, limit).await
     }
 
     pub async fn queue_count(&self, ns: &str) -> Result<usize> {

@@ -21,6 +21,8 @@
 //! [`CoreError::Storage`](super::CoreError::Storage), which dialects answer as their internal
 //! error.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -154,8 +156,8 @@ pub trait Engine: Send + Sync + 'static {
     async fn update_queue(&self, q: &Queue, config: QueueConfig, now: Millis) -> Result<QueueRecord>;
     /// Deletes a queue with its messages, groups, dead letters and subscriptions (durably).
     async fn delete_queue(&self, q: &Queue) -> Result<()>;
-    async fn queue(&self, ns: &str, name: &str) -> Result<Queue>;
-    async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Queue>;
+    async fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>>;
+    async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>>;
     /// Queues of the namespace named after `after` (exclusive) and starting with `prefix`, by
     /// name, at most `limit`; and whether more follow.
     async fn list_queues(
@@ -164,7 +166,7 @@ pub trait Engine: Send + Sync + 'static {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<Queue>, bool)>;
+    ) -> Result<(Vec<Arc<Queue>>, bool)>;
     /// How many queues count in `region` (see `create_queue`); `None` counts all.
     async fn queue_count_in(&self, ns: &str, region: Option<&str>) -> Result<usize>;
 

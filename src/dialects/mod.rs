@@ -3,7 +3,7 @@
 //!
 //! Paths never collide, so one router serves them all. Requests that match no route (or no
 //! method of a route) still get their dialect's error format: [`not_found`] and
-//! [`method_not_allowed`] pick the dialect by path prefix. So does [`recover`], the middleware
+//! [`method_not_allowed`] pick the dialect by path prefix. So does [`serve`], the middleware
 //! that turns a handler's panic into the dialect's internal error instead of a dropped
 //! connection.
 //!
@@ -99,7 +99,14 @@ pub async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
     }
 }
 
-/// Middleware: a handler that panics answers its dialect's internal error (the one a storage
+/// The server's one middleware: the request context ([`crate::http::with_context`]: id,
+/// operation, log line) around panic recovery. One layer instead of two: each `from_fn` layer costs
+/// a boxed future and a service clone per request.
+pub async fn serve(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    crate::http::with_context(req, |req| recover_in(&st, req, next)).await
+}
+
+/// Panic recovery: a handler that panics answers its dialect's internal error (the one a storage
 /// failure gets, with the request id) and the panic is logged at error level with its message,
 /// dialect, operation and request id. Without it the panic would unwind into the connection
 /// task and drop the connection, keep-alive and all; with it the connection carries on.
@@ -108,7 +115,7 @@ pub async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
 /// here (uncaught, it would only unwind the connection's task instead); catching it changes what
 /// the client and the log see, nothing else. The locks in the core and store do not poison
 /// (parking_lot's and tokio's), so later requests are not refused because of one.
-pub async fn recover(State(st): State<AppState>, req: Request, next: Next) -> Response {
+async fn recover_in(st: &AppState, req: Request, next: Next) -> Response {
     // Kept before the request moves on: all a panic's answer needs from it.
     let dialect = dialect_of(req.uri().path());
     let host = if dialect == Dialect::Mns { req.headers().get(HOST).cloned() } else { None };

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::auth::Tenant;
-use crate::http::{BodyError, parse_query, read_body};
+use crate::http::{BodyError, Operation, parse_query, read_body, set_operation};
 use crate::state::AppState;
 
 /// Authenticates `Authorization: Bearer <key>` (scheme in any case); `key_owner` says whom a key
@@ -37,6 +37,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        set_operation(Operation::new(super::NAME, super::operation_name(&parts.method, parts.uri.path())));
         authenticate(&parts.headers, |key| st.auth.bearer(key)).map(Caller)
     }
 }

@@ -1,6 +1,8 @@
 //! [`Engine`] for the embedded engine: each method delegates to the inherent method of the same
 //! name in the file of its family (this file only adapts signatures).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -42,11 +44,11 @@ impl Engine for EmbeddedEngine {
         EmbeddedEngine::delete_queue(self, q).await
     }
 
-    async fn queue(&self, ns: &str, name: &str) -> Result<Queue> {
+    async fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
         EmbeddedEngine::queue(self, ns, name)
     }
 
-    async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Queue> {
+    async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
         EmbeddedEngine::queue_by_id(self, ns, id)
     }
 
@@ -56,7 +58,7 @@ impl Engine for EmbeddedEngine {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<Queue>, bool)> {
+    ) -> Result<(Vec<Arc<Queue>>, bool)> {
         Ok(EmbeddedEngine::list_queues(self, ns, prefix, after, limit))
     }
 

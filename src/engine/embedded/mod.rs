@@ -49,17 +49,30 @@ use crate::core::error::{CoreError, Quota, Result};
 use crate::core::model::{DeadLetterTarget, DeliveryState, QueueConfig, QueueRecord, SubscriptionRecord};
 use crate::core::wakeups::Wakeups;
 
-/// A queue of the directory: its identity and its state.
+/// A queue of the directory: its identity, its state, and the handle lookups give out (made
+/// again when the record changes, so a lookup costs a reference count, not a copy).
 pub(crate) struct Cell {
     pub id: Uuid,
     pub namespace: String,
     pub name: String,
     pub state: Mutex<QueueState>,
+    handle: RwLock<Arc<Queue>>,
 }
 
 impl Cell {
-    fn handle(&self) -> Queue {
-        Queue::new(self.state.lock().record.clone())
+    fn new(state: QueueState) -> Cell {
+        let record = state.record.clone();
+        Cell {
+            id: record.id,
+            namespace: record.namespace.clone(),
+            name: record.name.clone(),
+            state: Mutex::new(state),
+            handle: RwLock::new(Arc::new(Queue::new(record))),
+        }
+    }
+
+    fn handle(&self) -> Arc<Queue> {
+        self.handle.read().clone()
     }
 }
 
@@ -100,12 +113,7 @@ impl EmbeddedEngine {
         let mut dir = Directory::default();
         for qs in snap.queues {
             let st = QueueState::from_snapshot(qs, now);
-            let cell = Arc::new(Cell {
-                id: st.record.id,
-                namespace: st.record.namespace.clone(),
-                name: st.record.name.clone(),
-                state: Mutex::new(st),
-            });
+            let cell = Arc::new(Cell::new(st));
             dir.by_name.entry(cell.namespace.clone()).or_default().insert(cell.name.clone(), cell.id);
             dir.by_id.insert(cell.id, cell);
         }
@@ -239,12 +247,7 @@ impl EmbeddedEngine {
                 modified_at: now,
             };
             self.store.put_queue(&record)?;
-            let cell = Arc::new(Cell {
-                id: record.id,
-                namespace: ns.to_string(),
-                name: name.to_string(),
-                state: Mutex::new(QueueState::new(record.clone())),
-            });
+            let cell = Arc::new(Cell::new(QueueState::new(record.clone())));
             dir.by_name.entry(ns.to_string()).or_default().insert(name.to_string(), cell.id);
             dir.by_id.insert(cell.id, cell);
             record
@@ -269,7 +272,7 @@ impl EmbeddedEngine {
         Ok(())
     }
 
-    pub(crate) fn queue(&self, ns: &str, name: &str) -> Result<Queue> {
+    pub(crate) fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
         let dir = self.dir.read();
         dir.by_name
             .get(ns)
@@ -279,11 +282,17 @@ impl EmbeddedEngine {
             .ok_or(CoreError::QueueNotFound)
     }
 
-    pub(crate) fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Queue> {
+    pub(crate) fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
         self.dir.read().by_id.get(&id).filter(|c| c.namespace == ns).map(|c| c.handle()).ok_or(CoreError::QueueNotFound)
     }
 
-    pub(crate) fn list_queues(&self, ns: &str, prefix: &str, after: Option<&str>, limit: usize) -> (Vec<Queue>, bool) {
+    pub(crate) fn list_queues(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Arc<Queue>>, bool) {
         let dir = self.dir.read();
         let Some(m) = dir.by_name.get(ns) else {
             return (Vec::new(), false);
@@ -338,6 +347,7 @@ impl EmbeddedEngine {
             rec.modified_at = cx.now;
             self.store.put_queue(&rec)?;
             st.record = rec.clone();
+            *c.handle.write() = Arc::new(Queue::new(rec.clone()));
             if rekey {
                 st.rekey();
             }
