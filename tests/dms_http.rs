@@ -174,3 +174,48 @@ async fn bad_input_gets_dms_codes() {
     .await;
     assert_eq!((r.status, r.body), (200, json!([])), "the same rule; nothing left");
 }
+
+/// A captured signed request replayed with another body: the body hash is computed, never taken
+/// from the client (an `X-Sdk-Content-Sha256` must match the body, or be a signed
+/// `UNSIGNED-PAYLOAD` as the SDK sends for bodies it does not sign).
+#[tokio::test]
+async fn a_replayed_signature_with_another_body_is_refused() {
+    let s = TestServer::start().await;
+    let c = dms(&s);
+    let id = queue(&c, "replay", json!({})).await;
+    let path = format!("/queues/{id}/messages");
+    let good = json!({"messages": [{"body": "genuine"}]}).to_string();
+    let evil = json!({"messages": [{"body": "tampered"}]}).to_string();
+    let sha = |b: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b.as_bytes()));
+    let send = |signed: &str, sent: &str, header: Option<(&str, bool)>| {
+        let (signed, sent) = (signed.to_string(), sent.to_string());
+        let (c, path) = (&c, path.clone());
+        let header = header.map(|(v, s)| (v.to_string(), s));
+        async move {
+            c.send("POST", &path, &[], Some(&signed), Some(&sent), header.as_ref().map(|(v, s)| (v.as_str(), *s))).await
+        }
+    };
+
+    // The genuine request, and the same body with its true hash in the header.
+    assert_eq!(send(&good, &good, None).await.status, 201);
+    assert_eq!(send(&good, &good, Some((&sha(&good), false))).await.status, 201);
+    // Replays with another body: plain, with the signed body's hash added, or with the hash of
+    // the new body (the signature no longer matches), or an unsigned UNSIGNED-PAYLOAD.
+    for (header, what) in [
+        (None, "plain replay"),
+        (Some((sha(&good), false)), "old body's hash in an unsigned header"),
+        (Some((sha(&evil), false)), "new body's hash"),
+        (Some(("UNSIGNED-PAYLOAD".to_string(), false)), "UNSIGNED-PAYLOAD not signed"),
+    ] {
+        let r = send(&good, &evil, header.as_ref().map(|(v, s)| (v.as_str(), *s))).await;
+        assert_eq!((r.status, r.code()), (401, "APIGW.0301".to_string()), "{what}: {}", r.body);
+    }
+    // A signed UNSIGNED-PAYLOAD covers no body: accepted, as APIG does.
+    assert_eq!(send(&good, &good, Some(("UNSIGNED-PAYLOAD", true))).await.status, 201);
+
+    // Exactly the three accepted sends were stored, none of them tampered.
+    let got = s.state.broker.queue_by_id("t", id.parse().unwrap()).await.unwrap();
+    let peeked = s.state.broker.peek(&got, 0, 10).await.unwrap();
+    let bodies: Vec<String> = peeked.iter().map(|p| String::from_utf8_lossy(&p.body.body).into_owned()).collect();
+    assert_eq!(bodies, vec!["\"genuine\""; 3]);
+}

@@ -62,21 +62,45 @@ impl DmsClient {
     /// Sends a signed request like the SDK: `path` below `/v2/{project}` (or a full path starting
     /// with `/v`), `query` as (key, value) pairs.
     pub async fn call(&self, method: &str, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> DmsResp {
+        let text = body.map(|b| b.to_string());
+        self.send(method, path, query, text.as_deref(), text.as_deref(), None).await
+    }
+
+    /// A request whose signature covers `signed_body` but which carries `sent_body` (a replay
+    /// with another body), optionally with an `X-Sdk-Content-Sha256` header: `(value, signed)`.
+    /// When that header is signed and says `UNSIGNED-PAYLOAD`, the signature covers no body, as
+    /// the SDK's signer does.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        signed_body: Option<&str>,
+        sent_body: Option<&str>,
+        content_sha256: Option<(&str, bool)>,
+    ) -> DmsResp {
         let full = if path.starts_with("/v") { path.to_string() } else { format!("/v2/{}{path}", self.project) };
         let mut pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         pairs.sort();
         let cq = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
-        let body_text = body.map(|b| b.to_string()).unwrap_or_default();
+        let body_text = signed_body.unwrap_or_default().to_string();
         let date =
             jiff::Timestamp::from_millisecond(self.clock.now() as i64).unwrap().strftime("%Y%m%dT%H%M%SZ").to_string();
         let host = self.base.trim_start_matches("http://").to_string();
-        let headers = [
+        let mut headers = vec![
             ("content-type", "application/json".to_string()),
             ("host", host.clone()),
             ("user-agent", "qgate-test".to_string()),
             ("x-project-id", self.project.clone()),
             ("x-sdk-date", date.clone()),
         ];
+        let mut payload_hash = hex_sha256(body_text.as_bytes());
+        if let Some((v, true)) = content_sha256 {
+            headers.push(("x-sdk-content-sha256", v.to_string()));
+            if v == "UNSIGNED-PAYLOAD" {
+                payload_hash = v.to_string();
+            }
+        }
         let signed = headers.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(";");
         // The SDK decodes the path once and re-encodes each segment.
         let decoded = percent_encoding::percent_decode_str(&full).decode_utf8_lossy().into_owned();
@@ -85,8 +109,7 @@ impl DmsClient {
             uri.push('/');
         }
         let canon_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let canonical =
-            format!("{method}\n{uri}\n{cq}\n{canon_headers}\n{signed}\n{}", hex_sha256(body_text.as_bytes()));
+        let canonical = format!("{method}\n{uri}\n{cq}\n{canon_headers}\n{signed}\n{payload_hash}");
         let sts = format!("SDK-HMAC-SHA256\n{date}\n{}", hex_sha256(canonical.as_bytes()));
         let mut m = hmac::Hmac::<Sha256>::new_from_slice(self.sk.as_bytes()).unwrap();
         m.update(sts.as_bytes());
@@ -101,8 +124,11 @@ impl DmsClient {
                 req = req.header(*k, v);
             }
         }
-        if body.is_some() {
-            req = req.body(body_text);
+        if let Some((v, false)) = content_sha256 {
+            req = req.header("x-sdk-content-sha256", v);
+        }
+        if let Some(b) = sent_body {
+            req = req.body(b.to_string());
         }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();

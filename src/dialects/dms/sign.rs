@@ -160,12 +160,17 @@ pub fn parse_sdk_date(s: &str) -> Option<u64> {
     u64::try_from(ts.as_millisecond()).ok()
 }
 
+/// What a signed `X-Sdk-Content-Sha256` says when the signature covers no body.
+const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
 /// Authenticates a received request: the Authorization header, the access key (`credentials`
 /// returns what it stands for and its secret), `host` and `x-sdk-date` among the signed headers
 /// and every signed header present, the date within `max_skew_ms` of `now` (0 disables the
-/// window), and the signature over the canonical request. The body hash is the client's
-/// `X-Sdk-Content-Sha256` when it sends one with a body (the SDK may sign `UNSIGNED-PAYLOAD`),
-/// else the hash of `body`. Every failure is APIG's one 401.
+/// window), and the signature over the canonical request. The body hash in it is the hash of
+/// `body`, always computed here: a client's `X-Sdk-Content-Sha256` is accepted only when it is
+/// that hash, or when it is the literal `UNSIGNED-PAYLOAD` *and* among the signed headers (the
+/// SDK's way to sign no body, as APIG allows). Trusting any other value would let a captured
+/// request be replayed with another body. Every failure is APIG's one 401.
 pub fn authenticate<'s, C>(
     parts: &Parts,
     body: &[u8],
@@ -199,10 +204,19 @@ pub fn authenticate<'s, C>(
     if max_skew_ms > 0 && now.abs_diff(when) > max_skew_ms {
         return Err(DmsError::auth());
     }
-    let payload_hash = match headers.get("x-sdk-content-sha256").and_then(|v| v.to_str().ok()) {
-        Some(h) if !body.is_empty() => h.trim().to_string(),
-        _ if body.is_empty() => EMPTY_HASH.to_string(),
-        _ => sha256_hex(body),
+    let body_hash = if body.is_empty() { EMPTY_HASH.to_string() } else { sha256_hex(body) };
+    let payload_hash = match headers.get("x-sdk-content-sha256") {
+        None => body_hash,
+        Some(v) => {
+            let claimed = v.to_str().map_err(|_| DmsError::auth())?.trim();
+            if claimed == UNSIGNED_PAYLOAD && signed.iter().any(|h| h == "x-sdk-content-sha256") {
+                UNSIGNED_PAYLOAD.to_string()
+            } else if claimed.eq_ignore_ascii_case(&body_hash) {
+                body_hash
+            } else {
+                return Err(DmsError::auth());
+            }
+        }
     };
     let signed_list = signed.join(";");
     let req = Request {
