@@ -216,13 +216,26 @@ pub enum HttpStatusMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Md5Mode {
-    /// Log a mismatch, accept the request (what real clients need).
-    #[default]
+    /// Log a mismatch, accept the request: nothing binds the parameters (a captured request
+    /// can be replayed with other parameters while its date is fresh).
     Warn,
-    /// Accept any ordering/encoding variant a known client produces; reject the rest.
+    /// Accept any ordering/encoding variant of the parameters sent that a known client
+    /// produces, and MD5("") whatever the parameters (two public clients send only that);
+    /// refuse the rest. Requests that hashed their parameters are bound to them; those signed
+    /// with MD5("") are not (the client gives nothing to bind).
+    #[default]
     Permissive,
+    /// As `permissive`, without MD5("") over parameters: every accepted request is bound.
+    Bound,
     /// Accept only the canonical doc-order value.
     Strict,
+}
+
+impl Md5Mode {
+    /// Whether some accepted requests can carry parameters their signature does not cover.
+    pub fn unbound(self) -> bool {
+        matches!(self, Md5Mode::Warn | Md5Mode::Permissive)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -108,6 +108,21 @@ fn serve(path: Option<PathBuf>) -> Result<(), String> {
         }
         let opened = qgate::server::open(config.clone(), Arc::new(SystemClock))?;
         tracing::info!(listen = %addr, data_dir = %config.data_dir.display(), "qgate serving");
+        let md5 = config.ctyun.content_md5;
+        if md5.unbound() {
+            let mode = format!("{md5:?}").to_lowercase();
+            let what = if md5 == qgate::config::Md5Mode::Warn {
+                "no CTYun request is bound to its parameters"
+            } else {
+                "CTYun requests signed with contentMD5 = MD5(\"\") are not bound to their parameters"
+            };
+            tracing::warn!(content_md5 = %mode, "{what}");
+            eprintln!(
+                "qgate: WARNING: [ctyun] content_md5 = \"{mode}\": {what}; a captured request of that kind can \
+                 be replayed with other parameters (another queueId) while its requestDate is fresh. \
+                 Use \"bound\" or \"strict\" when no client needs this (dialects/ctyun/README.md)."
+            );
+        }
         eprintln!("qgate: listening on http://{addr}");
         qgate::server::run(opened, listener, shutdown_signal()).await
     })

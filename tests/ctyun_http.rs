@@ -159,9 +159,47 @@ async fn signing_failures_and_malformed_calls() {
         .post("sendSpecifyQueueMessage", &[("regionId", json!("r")), ("queueId", json!("x")), ("messages", json!([]))])
         .await;
     assert_eq!((r.status, r.code()), (400, 400), "no messages");
-    // Signed for other parameters: accepted by default (content_md5 = "warn"), like real gateways.
+    // Signed for other parameters: refused by default (content_md5 = "permissive").
     let r = c.raw("GET", "queryQuota", &["something else".into()], &[("regionId", "r")], None).await;
-    assert_eq!(r.code(), 800);
+    assert_eq!((r.code(), r.error_code().as_str()), (900, "Openapi.ContentMD5.Mismatch"));
+}
+
+/// A captured removeQueue replayed with another queueId: its contentMD5 covers the first id, so
+/// the default binding refuses it and the other queue survives. Parameters hashed in another
+/// order (as some public clients do) are accepted; MD5("") over parameters (what two public
+/// clients send) binds nothing: accepted by default, refused by `bound`; `warn` accepts anything.
+#[tokio::test]
+async fn a_replayed_signature_with_other_parameters_is_refused() {
+    use qgate::config::Md5Mode;
+    let remove = |id: &str| json!({"regionId": "cn-snxy1", "queueId": id}).to_string();
+    let s = TestServer::start().await;
+    let c = ct(&s);
+    let a = create(&c, "victim-a", json!({})).await;
+    let b = create(&c, "victim-b", json!({})).await;
+    let signed_for_a: Vec<String> = vec!["cn-snxy1".into(), a.clone()];
+    let r = c.raw("POST", "removeQueue", &signed_for_a, &[], Some(&remove(&b))).await;
+    assert_eq!((r.code(), r.error_code().as_str()), (900, "Openapi.ContentMD5.Mismatch"));
+    let r = c.get("querySpecifyQueue", &[("regionId", json!("cn-snxy1")), ("queueId", json!(b))]).await;
+    assert_eq!(r.code(), 800, "queue b survived: {:?}", r.body);
+    // The parameters hashed in another order than the document's: bound all the same.
+    let reordered: Vec<String> = vec![a.clone(), "cn-snxy1".into()];
+    let r = c.raw("POST", "removeQueue", &reordered, &[], Some(&remove(&a))).await;
+    assert_eq!(r.code(), 800, "{:?}", r.body);
+    s.stop().await.unwrap();
+
+    for (mode, empty_ok, other_ok) in
+        [(Md5Mode::Permissive, true, false), (Md5Mode::Bound, false, false), (Md5Mode::Warn, true, true)]
+    {
+        let s = TestServer::start_with(|cfg| cfg.ctyun.content_md5 = mode).await;
+        let c = ct(&s);
+        let (a, b) = (create(&c, "a", json!({})).await, create(&c, "b", json!({})).await);
+        let other: Vec<String> = vec!["cn-snxy1".into(), a.clone()];
+        let r = c.raw("POST", "removeQueue", &other, &[], Some(&remove(&b))).await;
+        assert_eq!(r.code() == 800, other_ok, "{mode:?}: signed for a, sent for b");
+        let r = c.raw("POST", "removeQueue", &[String::new()], &[], Some(&remove(&a))).await;
+        assert_eq!(r.code() == 800, empty_ok, "{mode:?}: MD5(\"\") over parameters");
+        s.stop().await.unwrap();
+    }
 }
 
 trait Now {

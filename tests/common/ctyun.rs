@@ -97,11 +97,12 @@ impl CtClient {
             .header("platform", "3")
     }
 
-    /// A GET with its parameters as headers, in the document's order.
+    /// A GET with its parameters as headers, in the document's order. HTTP drops the spaces
+    /// around a header value in transit, so what is signed is the value as the server gets it.
     pub async fn get(&self, op: &str, params: &[(&str, Value)]) -> CtResp {
         let params = self.params(params);
         let date = request_date(self.clock.now());
-        let values: Vec<String> = params.iter().map(|(_, v)| text_of(v)).collect();
+        let values: Vec<String> = params.iter().map(|(_, v)| text_of(v).trim().to_string()).collect();
         let mut req = self.c.get(format!("{}/apiproxy/v3/queue/{op}", self.base));
         for (k, v) in &params {
             req = req.header(k.as_str(), text_of(v));

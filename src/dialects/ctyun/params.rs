@@ -33,7 +33,9 @@ pub struct Params {
     vals: HashMap<String, Val>,
 }
 
-fn header_text(v: &axum::http::HeaderValue) -> String {
+/// A header's value: percent-encoded JSON (some clients encode JSON headers) is decoded, and the
+/// text as sent is kept beside it, since a client may have signed either.
+fn header_val(v: &axum::http::HeaderValue) -> Val {
     let bytes = v.as_bytes();
     let s = match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
@@ -43,9 +45,9 @@ fn header_text(v: &axum::http::HeaderValue) -> String {
     let s = s.trim().to_string();
     let lower = s.to_ascii_lowercase();
     if lower.starts_with("%7b") || lower.starts_with("%5b") || lower.contains("%22") {
-        decode_component(&s, false)
+        Val::Form { decoded: decode_component(&s, false), raw: s }
     } else {
-        s
+        Val::Text(s)
     }
 }
 
@@ -72,7 +74,7 @@ impl Params {
     /// Collects the parameters of a request, in the priority its method gives the sources.
     pub fn collect(method: &Method, headers: &HeaderMap, query: &str, body: &[u8]) -> Result<Params, CtError> {
         let from_headers: Vec<(String, Val)> =
-            headers.iter().map(|(k, v)| (k.as_str().to_string(), Val::Text(header_text(v)))).collect();
+            headers.iter().map(|(k, v)| (k.as_str().to_string(), header_val(v))).collect();
         let from_query: Vec<(String, Val)> = crate::http::parse_query(query, true)
             .into_iter()
             .map(|(k, v)| (k.trim().to_string(), Val::Text(v)))

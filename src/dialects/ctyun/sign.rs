@@ -121,7 +121,7 @@ pub fn md5_matches(mode: Md5Mode, header: &str, params: &[ParamText]) -> bool {
     if mode == Md5Mode::Strict {
         return false;
     }
-    if header == content_md5("") {
+    if mode == Md5Mode::Permissive && header == content_md5("") {
         return true;
     }
     // Every variant a known client produces: with/without customInfo, raw or decoded values,

@@ -406,9 +406,9 @@ def area_auth():
         p.headers = [(k.lower(), v) for k, v in p.headers]
         env_D(c.send_prepared(p))
 
-    @check("auth: contentMD5 not matching the params (Hmac over it) → 800 (default content_md5=warn)")
+    @check("auth: contentMD5 not matching the params (Hmac over it) → 900 Openapi.ContentMD5.Mismatch (default content_md5=permissive)")
     def _():
-        env_D(c.query_quota(md5_values=["not", "the", "params"]))
+        fail900(c.query_quota(md5_values=["not", "the", "params"]), "Openapi.ContentMD5.Mismatch")
 
     @check("auth: contentMD5 = MD5(\"\") with params (PHP/PyPI clients) → 800")
     def _():
