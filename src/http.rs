@@ -12,11 +12,15 @@
 //! for any layer above (metrics, tests).
 
 use std::cell::Cell;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -89,6 +93,7 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
+    let (req, body_read) = track_body(req);
     let id = new_request_id();
     let started = Instant::now();
     let span = tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
@@ -121,10 +126,80 @@ where
         );
     }
     resp.extensions_mut().insert(op);
+    if let Some(rest) = body_read
+        && !drain(rest).await
+    {
+        // Answered without reading the whole body (refused early: unknown route, credentials,
+        // too large) and the rest is large or slow: it would be read as the next request, so
+        // hyper closes the connection. Say so, and the client opens a new one instead of
+        // writing into a socket about to close ("broken pipe" on its next call).
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().entry("x-request-id").or_insert(v);
     }
     resp
+}
+
+/// The part of a request body its handler left unread, shared with the middleware.
+type Unread = Arc<parking_lot::Mutex<Option<Body>>>;
+
+/// Most of an unread body the middleware reads (and discards) to keep the connection, and how
+/// long it waits for it: a small body a handler refused is drained; a large or stalled one
+/// closes the connection instead.
+const DRAIN_BYTES: usize = 64 * 1024;
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Wraps a request's body (when it has one) so the middleware can read what the handler left.
+fn track_body(req: Request) -> (Request, Option<Unread>) {
+    if http_body::Body::is_end_stream(req.body()) {
+        return (req, None);
+    }
+    let (parts, inner) = req.into_parts();
+    let unread: Unread = Arc::new(parking_lot::Mutex::new(Some(inner)));
+    let body = Body::new(Tracked { unread: unread.clone() });
+    (Request::from_parts(parts, body), Some(unread))
+}
+
+/// Reads what is left of a body, within [`DRAIN_BYTES`] and [`DRAIN_WAIT`]; whether it ended.
+async fn drain(unread: Unread) -> bool {
+    let Some(rest) = unread.lock().take() else { return true };
+    if http_body::Body::is_end_stream(&rest) {
+        return true;
+    }
+    matches!(tokio::time::timeout(DRAIN_WAIT, Limited::new(rest, DRAIN_BYTES).collect()).await, Ok(Ok(_)))
+}
+
+/// A request body whose remainder stays reachable by the middleware ([`Unread`]); `None` there
+/// once it has been read to its end.
+struct Tracked {
+    unread: Unread,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let mut slot = self.unread.lock();
+        let Some(body) = slot.as_mut() else { return Poll::Ready(None) };
+        let polled = Pin::new(body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            *slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.unread.lock().as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.unread.lock().as_ref().map_or_else(|| http_body::SizeHint::with_exact(0), http_body::Body::size_hint)
+    }
 }
 
 /// Why a body could not be read.

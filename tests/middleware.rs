@@ -266,3 +266,58 @@ async fn a_panicking_handler_answers_its_dialects_internal_error_and_the_connect
     }
     let _ = state.broker.engine().close();
 }
+
+/// Reads one response's status line, headers and body from an open connection.
+async fn response(conn: &mut BufReader<TcpStream>) -> Option<(u16, HashMap<String, String>, String)> {
+    let mut line = String::new();
+    if conn.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let status = line.get(9..12)?.parse().ok()?;
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        conn.read_line(&mut line).await.ok()?;
+        let Some((k, v)) = line.trim_end().split_once(':') else { break };
+        headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
+    }
+    let mut buf = vec![0; headers.get("content-length")?.parse().ok()?];
+    conn.read_exact(&mut buf).await.ok()?;
+    Some((status, headers, String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// A request refused before its body is read (unknown route, bad credentials, unknown CTYun
+/// operation) must not leave the connection to die under the client: a small body is drained
+/// and the connection serves the next request; a large one is answered with `Connection: close`
+/// so the client knows to open a new one.
+#[tokio::test]
+async fn a_request_refused_before_its_body_keeps_the_connection_or_says_close() {
+    let s = TestServer::start().await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let cases = [
+        ("PUT", "/nowhere/at/all", "", 1_000usize),
+        ("PUT", "/queues/q/unknown-thing", "", 1_000),
+        ("POST", "/v1/queue/publish", "Authorization: Bearer wrong\r\n", 1_000),
+        ("POST", "/apiproxy/v3/queue/noSuchOperation", "", 1_000),
+        ("PUT", "/nowhere/at/all", "", 300_000),
+    ];
+    for (method, path, extra, len) in cases {
+        let mut conn = BufReader::new(TcpStream::connect(&addr).await.unwrap());
+        // The head first, the body a moment later: the server answers before it has the body.
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: qgate.test\r\n{extra}Content-Length: {len}\r\n\r\n");
+        conn.get_mut().write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _ = conn.get_mut().write_all(&vec![b'x'; len]).await;
+        let (status, headers, _) = response(&mut conn).await.expect("an answer");
+        assert!(status >= 200, "{path}");
+        let close = headers.get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if len > 64 * 1024 {
+            assert!(close, "{path} with {len} bytes: says Connection: close");
+            continue;
+        }
+        assert!(!close, "{path}: a small body is drained, the connection kept");
+        conn.get_mut().write_all(b"GET /healthz HTTP/1.1\r\nHost: qgate.test\r\n\r\n").await.unwrap();
+        let next = response(&mut conn).await;
+        assert_eq!(next.map(|(st, _, body)| (st, body)), Some((200, "ok".to_string())), "{path}: the next request");
+    }
+}
