@@ -19,6 +19,10 @@ pub struct Config {
     pub listen: String,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// After SIGTERM: how long requests in progress may take to finish before the connections
+    /// left (a stalled client, say) are closed and the store's final flush runs.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
@@ -268,6 +272,9 @@ fn default_listen() -> String {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./qgate-data")
 }
+fn default_shutdown_grace() -> u64 {
+    10
+}
 fn default_backoff_base() -> u64 {
     1000
 }
@@ -310,6 +317,7 @@ impl Config {
         Config {
             listen: default_listen(),
             data_dir: default_data_dir(),
+            shutdown_grace_secs: default_shutdown_grace(),
             tenants: vec![TenantConfig {
                 name: DEMO_TENANT.into(),
                 bearer_keys: vec![DEMO_BEARER.into()],

@@ -118,19 +118,34 @@ pub async fn run(
     let broker = state.broker.clone();
     let push = state.push.clone();
     let maint = tokio::spawn(maintenance(broker.clone()));
+    let grace = std::time::Duration::from_secs(state.config.shutdown_grace_secs);
     let app = app(state);
     let stop_broker = broker.clone();
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     // `into_make_service`: each connection gets a clone of the finished router (a reference
     // count). Serving the `Router` itself re-runs `with_state` per connection, rebuilding every
     // route table: ~10 KiB per connection, which 10,000 idle long polls multiply.
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: ending long polls, finishing requests");
-            stop_broker.shutdown();
-        })
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending long polls, finishing requests");
+        stop_broker.shutdown();
+        let _ = stopping.send(());
+    });
+    // Graceful, but not forever: a client that stalls mid-request (an unfinished header or
+    // body) would keep the process alive until an orchestrator kills it, losing the final
+    // flush. After the grace period the connections left are dropped (the runtime ends their
+    // tasks when `run` returns) and shutdown carries on.
+    let overdue = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => served.map_err(|e| format!("server error: {e}"))?,
+        _ = overdue => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over: closing the connections left"),
+    }
     push.shutdown();
     maint.abort();
     broker.close().await.map_err(|e| format!("final flush failed: {e}"))?;

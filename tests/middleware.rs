@@ -321,3 +321,32 @@ async fn a_request_refused_before_its_body_keeps_the_connection_or_says_close() 
         assert_eq!(next.map(|(st, _, body)| (st, body)), Some((200, "ok".to_string())), "{path}: the next request");
     }
 }
+
+/// A client stalled in the middle of a request (its body never comes) does not hold shutdown
+/// hostage: after the grace period shutdown carries on, the engine's final flush runs, and the
+/// server returns Ok (the process then exits, closing what is left).
+#[tokio::test]
+async fn a_stalled_client_does_not_block_shutdown_past_the_grace_period() {
+    let s = TestServer::start_with(|c| c.shutdown_grace_secs = 1).await;
+    let c = client();
+    let r = c.post(s.url("/v1/queue/create")).bearer_auth("ifr_test").body(r#"{"name": "kept"}"#).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(s.url("/v1/queue/publish"))
+        .bearer_auth("ifr_test")
+        .body(r#"{"queue": "kept", "payload": "answered"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut stalled = TcpStream::connect(s.base.trim_start_matches("http://")).await.unwrap();
+    stalled
+        .write_all(b"POST /v1/queue/publish HTTP/1.1\r\nHost: qgate.test\r\nAuthorization: Bearer ifr_test\r\nContent-Length: 100\r\n\r\n{\"queue\"")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), s.stop_keep()).await;
+    let (result, _dir, _clock) = stopped.expect("shutdown finished despite the stalled client");
+    result.expect("a clean stop, final flush included");
+    drop(stalled);
+}
