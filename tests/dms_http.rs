@@ -219,3 +219,25 @@ async fn a_replayed_signature_with_another_body_is_refused() {
     let bodies: Vec<String> = peeked.iter().map(|p| String::from_utf8_lossy(&p.body.body).into_owned()).collect();
     assert_eq!(bodies, vec!["\"genuine\""; 3]);
 }
+
+/// Paging parameters that are given must be positive integers: a malformed one is DMS's 400,
+/// not silently ignored.
+#[tokio::test]
+async fn malformed_paging_parameters_are_refused() {
+    let s = TestServer::start().await;
+    let c = dms(&s);
+    let id = queue(&c, "paged", json!({})).await;
+    let r = c
+        .call("POST", &format!("/queues/{id}/groups"), &[], Some(&json!({"groups": [{"name": "g1"}, {"name": "g2"}]})))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let path = format!("/queues/{id}/groups");
+    for (k, v) in [("page_size", "abc"), ("page_size", "0"), ("current_page", "-1"), ("current_page", "1.5")] {
+        let r = c.call("GET", &path, &[(k, v)], None).await;
+        assert_eq!((r.status, r.code()), (400, "10540014".to_string()), "{k}={v}: {}", r.body);
+    }
+    let r = c.call("GET", &path, &[("page_size", "1"), ("current_page", "2")], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["groups"][0]["name"], "g2");
+}

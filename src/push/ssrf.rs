@@ -4,7 +4,10 @@
 //! CGNAT (100.64/10), link-local (169.254/16, the cloud metadata address among them),
 //! unspecified, multicast, broadcast, reserved and documentation ranges are refused, with their
 //! IPv6 equivalents (`::1`, `fc00::/7`, `fe80::/10`, multicast) and IPv4 addresses embedded in
-//! IPv6 (mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::/96`) judged as IPv4. The configured allowlist
+//! IPv6 judged as IPv4 (mapped `::ffff:a.b.c.d`, translated `::ffff:0:a.b.c.d`, NAT64
+//! `64:ff9b::/96`, 6to4 `2002:aabb:ccdd::/48`); IPv6 ranges whose far end is not knowable from
+//! the address are refused (local-use NAT64 `64:ff9b:1::/48`, Teredo `2001::/32`, discard-only
+//! `100::/64`). The configured allowlist
 //! (host names, addresses or CIDRs) exempts targets from these rules and permits plain `http`
 //! for them. The check runs at subscribe time and before every delivery, and the delivery
 //! client's resolver ([`GuardedResolver`]) applies the same filter to the addresses it connects
@@ -46,9 +49,22 @@ fn v6_public(ip: Ipv6Addr) -> bool {
         return v4_public(v4);
     }
     let s = ip.segments();
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        let o = ip.octets();
-        return v4_public(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    let o = ip.octets();
+    let last32 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    // NAT64 well-known prefix, and SIIT's IPv4-translated ::ffff:0:0:0/96.
+    if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]) || s[0..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return v4_public(last32);
+    }
+    // 6to4: the IPv4 address of the relay's other end is bits 16..48.
+    if s[0] == 0x2002 {
+        return v4_public(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    // Translations whose far end the address does not tell: local-use NAT64 64:ff9b:1::/48,
+    // Teredo 2001::/32, and the discard-only 100::/64.
+    let local_nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1;
+    let teredo = s[0] == 0x2001 && s[1] == 0;
+    if local_nat64 || teredo || s[0..4] == [0x100, 0, 0, 0] {
+        return false;
     }
     !(ip.is_loopback()
         || ip.is_unspecified()
@@ -186,10 +202,26 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:0101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "100::1",
         ] {
             assert!(!is_public(bad.parse().unwrap()), "{bad} must be refused");
         }
-        for good in ["8.8.8.8", "1.1.1.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for good in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "::ffff:0:808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(good.parse().unwrap()), "{good} is public");
         }
     }

@@ -38,12 +38,20 @@ pub async fn create(ctx: &Ctx, queue: &str) -> Result<Response, DmsError> {
 pub async fn list(ctx: &Ctx, queue: &str) -> Result<Response, DmsError> {
     let with_dl = flag(ctx, "include_deadletter")?;
     flag(ctx, "include_messages_num")?;
-    let page = |n: &str| ctx.param(n).and_then(|v| v.trim().parse::<usize>().ok()).filter(|v| *v >= 1);
+    // A paging parameter that is given must be a positive integer (not silently ignored).
+    let page = |n: &str| match ctx.param(n).map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(p) if p >= 1 => Ok(Some(p)),
+            _ => Err(DmsError::bad("10540014", format!("The URL parameter {n} must be a positive integer."))),
+        },
+    };
+    let (size, current) = (page("page_size")?, page("current_page")?);
     let q = ctx.queue(queue).await?;
     let infos = ctx.st.broker.groups(&q).await?;
     let mut groups: Vec<Value> = infos.iter().map(|g| group_object(g, with_dl)).collect();
-    // Paging only when both parameters are valid; otherwise every group.
-    if let (Some(size), Some(current)) = (page("page_size"), page("current_page")) {
+    // Paging only when both parameters are given; otherwise every group.
+    if let (Some(size), Some(current)) = (size, current) {
         groups = groups.into_iter().skip(size.saturating_mul(current - 1)).take(size).collect();
     }
     let mut v = json!({"queue_id": q.id().to_string(), "queue_name": q.name(), "groups": groups});
