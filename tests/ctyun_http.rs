@@ -537,3 +537,17 @@ async fn one_queue_through_ctyun_mns_and_infrai() {
         http.get(s.url("/v1/queue/get/from-infrai")).header("authorization", "Bearer ifr_test").send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The signature is checked before the body is read: an unauthenticated oversized body is a
+/// signature error (nothing about the body is revealed or buffered); an authenticated one is
+/// `DMS.MessageTooLarge`.
+#[tokio::test]
+async fn an_oversized_body_is_judged_only_after_the_signature() {
+    let s = TestServer::start().await;
+    let big = format!("{{\"regionId\": \"r\", \"pad\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    let stranger = CtClient::new(&s.base, "test-ak", "not-the-secret", &s.clock);
+    let r = stranger.raw("POST", "sendSpecifyQueueMessage", &[], &[], Some(&big)).await;
+    assert_eq!((r.code(), r.error_code().as_str()), (900, "Openapi.Signature.Error"));
+    let r = ct(&s).raw("POST", "sendSpecifyQueueMessage", &[], &[], Some(&big)).await;
+    assert_eq!((r.code(), r.error_code().as_str()), (900, "DMS.MessageTooLarge"));
+}

@@ -227,13 +227,16 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     // Named before anything can fail, so refused requests are named too.
     set_operation(Operation::new(NAME, route.map_or("unknown", Route::name)));
     let route = route.ok_or_else(CtError::unknown_operation)?;
+    // The signature covers headers only (contentMD5, requestDate, path): checked before the
+    // body is read, so an unauthenticated client can neither make the server buffer a body nor
+    // learn anything about it (its size included).
+    let cfg = &st.config.ctyun;
+    let signed =
+        sign::authenticate(&parts, st.broker.now(), cfg.max_clock_skew_secs * 1000, |ak| st.auth.access_key(ak))?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => CtError::business("DMS.MessageTooLarge", "请求体过大"),
         BodyError::Io(m) => CtError::malformed(format!("无法读取请求体: {m}")),
     })?;
-    let cfg = &st.config.ctyun;
-    let signed =
-        sign::authenticate(&parts, st.broker.now(), cfg.max_clock_skew_secs * 1000, |ak| st.auth.access_key(ak))?;
     let params = Params::collect(&parts.method, &parts.headers, parts.uri.query().unwrap_or(""), &body)?;
     if !sign::md5_matches(cfg.content_md5, signed.content_md5, &params.md5_texts(route.params())) {
         if cfg.content_md5 == Md5Mode::Warn {
