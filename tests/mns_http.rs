@@ -434,3 +434,17 @@ async fn a_queue_is_the_tenants_across_dialects() {
     let a = m.get("/queues/made-by-infrai").await.root();
     assert_eq!(a.text_of("VisibilityTimeout"), "45");
 }
+
+/// The signature is checked before the body is read: an unauthenticated oversized body is a
+/// signature error (nothing about the body is revealed or buffered); an authenticated one is
+/// refused as too large.
+#[tokio::test]
+async fn an_oversized_body_is_judged_only_after_the_signature() {
+    let s = TestServer::start().await;
+    let big = msg(&"x".repeat(3 * 1024 * 1024), "");
+    let stranger = MnsClient::new(&s.base, "test-ak", "not-the-secret", &s.clock);
+    let r = stranger.call("POST", "/queues/q/messages", Some(&big), &[]).await;
+    assert_eq!((r.status, r.error_code()), (403, "SignatureDoesNotMatch".to_string()));
+    let r = mns(&s).call("POST", "/queues/q/messages", Some(&big), &[]).await;
+    assert_eq!((r.status, r.error_code()), (400, "InvalidArgument".to_string()));
+}

@@ -187,11 +187,14 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
     // refused only after authentication, as the service does.
     let route = Route::of(&segments, &parts.method, meta_override);
     operation(route.as_ref().map_or("unknown", Route::name));
+    // The signature covers headers only: checked before the body is read, so an
+    // unauthenticated client cannot make the server buffer a body; Content-MD5 after it.
+    let tenant = sign::authenticate_headers(&parts, st.broker.now(), |id| st.auth.access_key(id))?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => MnsError::invalid(format!("The request body exceeds {MAX_REQUEST} bytes.")),
         BodyError::Io(m) => MnsError::invalid(format!("The request body could not be read: {m}")),
     })?;
-    let tenant = sign::authenticate(&parts, &body, st.broker.now(), |id| st.auth.access_key(id))?;
+    sign::check_content_md5(&parts.headers, &body)?;
     let route = route.ok_or_else(MnsError::invalid_url)?;
     let ctx = Ctx { st, tenant, method: parts.method, headers: parts.headers, query, body };
     match &route {

@@ -94,6 +94,18 @@ pub fn authenticate<'s, C>(
     now: Millis,
     credentials: impl FnOnce(&str) -> Option<(C, &'s str)>,
 ) -> Result<C, MnsError> {
+    let who = authenticate_headers(parts, now, credentials)?;
+    check_content_md5(&parts.headers, body)?;
+    Ok(who)
+}
+
+/// [`authenticate`] without the body: everything the signature covers is in the headers, so
+/// the server checks it before reading (and buffering) a body.
+pub fn authenticate_headers<'s, C>(
+    parts: &Parts,
+    now: Millis,
+    credentials: impl FnOnce(&str) -> Option<(C, &'s str)>,
+) -> Result<C, MnsError> {
     use StatusCode as S;
     let headers = &parts.headers;
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -129,15 +141,25 @@ pub fn authenticate<'s, C>(
             "The request signature we calculated does not match the signature you provided.",
         ));
     }
-    if let Some(given) = text("content-md5").map(str::trim).filter(|s| !s.is_empty()) {
+    Ok(who)
+}
+
+/// The body against its Content-MD5 header, when one is given (after [`authenticate_headers`]).
+pub fn check_content_md5(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<(), MnsError> {
+    let given = headers.get("content-md5").and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty());
+    if let Some(given) = given {
         let digest = md5(body);
         let hex = hex::encode(digest);
         let accepted = [base64(hex.as_bytes()), base64(hex.to_uppercase().as_bytes()), base64(&digest), hex.clone()];
         if !accepted.iter().any(|a| a == given) && !given.eq_ignore_ascii_case(&hex) {
-            return Err(MnsError::new(S::BAD_REQUEST, "InvalidDegist", "The Content-MD5 you specified is not valid."));
+            return Err(MnsError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidDegist",
+                "The Content-MD5 you specified is not valid.",
+            ));
         }
     }
-    Ok(who)
+    Ok(())
 }
 
 #[cfg(test)]
