@@ -241,3 +241,18 @@ async fn malformed_paging_parameters_are_refused() {
     assert_eq!(r.body["groups"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["groups"][0]["name"], "g2");
 }
+
+/// The access key and date are checked before the body is read: an unknown client's oversized
+/// body is APIG's 401 (nothing buffered, nothing about the body revealed); a known client's is
+/// refused as too large.
+#[tokio::test]
+async fn an_oversized_body_is_judged_only_after_the_access_key() {
+    let s = TestServer::start().await;
+    let big = json!({"messages": [{"body": "x".repeat(3 * 1024 * 1024)}]});
+    let stranger = DmsClient::new(&s.base, "unknown-ak", "test-sk", PROJECT, &s.clock);
+    let path = "/queues/00000000-0000-0000-0000-000000000000/messages";
+    let r = stranger.call("POST", path, &[], Some(&big)).await;
+    assert_eq!((r.status, r.code()), (401, "APIGW.0301".to_string()), "{}", r.body);
+    let r = dms(&s).call("POST", path, &[], Some(&big)).await;
+    assert_eq!((r.status, r.code()), (400, "10540011".to_string()), "{}", r.body);
+}

@@ -220,12 +220,15 @@ async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
     let op = segs.get(2..).and_then(route).map(|r| Op::of(r, &parts.method));
     set_operation(Operation::new(NAME, op.as_ref().and_then(|o| o.as_ref()).map_or("unknown", Op::name)));
     let op = op.ok_or_else(DmsError::url_not_found)?;
+    // What needs no body (the access key, the signed headers, the date) is checked before the
+    // body is read, so an unknown or stale client cannot make the server buffer one.
+    let skew_ms = st.config.dms.max_clock_skew_secs * 1000;
+    let pre = sign::precheck(&parts, st.broker.now(), skew_ms, |ak| st.auth.access_key(ak))?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => DmsError::bad("10540011", "The request body is too large."),
         BodyError::Io(m) => DmsError::bad("10540010", format!("The request body could not be read: {m}")),
     })?;
-    let skew_ms = st.config.dms.max_clock_skew_secs * 1000;
-    let tenant = sign::authenticate(&parts, &body, st.broker.now(), skew_ms, |ak| st.auth.access_key(ak))?;
+    let tenant = pre.with_body(&parts, &body)?;
     let project = &segs[1];
     if !tenant.project_id.eq_ignore_ascii_case(project) {
         if project.len() != 32 || !project.bytes().all(|b| b.is_ascii_hexdigit()) {

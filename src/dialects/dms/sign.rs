@@ -178,6 +178,28 @@ pub fn authenticate<'s, C>(
     max_skew_ms: u64,
     credentials: impl FnOnce(&str) -> Option<(C, &'s str)>,
 ) -> Result<C, DmsError> {
+    precheck(parts, now, max_skew_ms, credentials)?.with_body(parts, body)
+}
+
+/// What [`precheck`] found: everything but the body hash, which the signature also covers.
+pub struct Prechecked<'s, C> {
+    who: C,
+    secret: &'s str,
+    values: Vec<(String, String)>,
+    signed: Vec<String>,
+    date: String,
+    signature: String,
+}
+
+/// The checks of [`authenticate`] that need no body — the Authorization header, the access key,
+/// the signed headers, the date window — so the server makes them before reading (and
+/// buffering) a body.
+pub fn precheck<'s, C>(
+    parts: &Parts,
+    now: Millis,
+    max_skew_ms: u64,
+    credentials: impl FnOnce(&str) -> Option<(C, &'s str)>,
+) -> Result<Prechecked<'s, C>, DmsError> {
     let headers = &parts.headers;
     let authz = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(DmsError::auth)?;
     let a = parse_authorization(authz).ok_or_else(DmsError::auth)?;
@@ -204,34 +226,44 @@ pub fn authenticate<'s, C>(
     if max_skew_ms > 0 && now.abs_diff(when) > max_skew_ms {
         return Err(DmsError::auth());
     }
-    let body_hash = if body.is_empty() { EMPTY_HASH.to_string() } else { sha256_hex(body) };
-    let payload_hash = match headers.get("x-sdk-content-sha256") {
-        None => body_hash,
-        Some(v) => {
-            let claimed = v.to_str().map_err(|_| DmsError::auth())?.trim();
-            if claimed == UNSIGNED_PAYLOAD && signed.iter().any(|h| h == "x-sdk-content-sha256") {
-                UNSIGNED_PAYLOAD.to_string()
-            } else if claimed.eq_ignore_ascii_case(&body_hash) {
-                body_hash
-            } else {
-                return Err(DmsError::auth());
+    Ok(Prechecked { who, secret, values, signed, date, signature: a.signature.to_string() })
+}
+
+impl<C> Prechecked<'_, C> {
+    /// The signature over the canonical request with the body's hash: the rest of
+    /// [`authenticate`].
+    pub fn with_body(self, parts: &Parts, body: &[u8]) -> Result<C, DmsError> {
+        let Prechecked { who, secret, values, signed, date, signature } = self;
+        let headers = &parts.headers;
+        let body_hash = if body.is_empty() { EMPTY_HASH.to_string() } else { sha256_hex(body) };
+        let payload_hash = match headers.get("x-sdk-content-sha256") {
+            None => body_hash,
+            Some(v) => {
+                let claimed = v.to_str().map_err(|_| DmsError::auth())?.trim();
+                if claimed == UNSIGNED_PAYLOAD && signed.iter().any(|h| h == "x-sdk-content-sha256") {
+                    UNSIGNED_PAYLOAD.to_string()
+                } else if claimed.eq_ignore_ascii_case(&body_hash) {
+                    body_hash
+                } else {
+                    return Err(DmsError::auth());
+                }
             }
+        };
+        let signed_list = signed.join(";");
+        let req = Request {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: values,
+            signed_headers: &signed_list,
+            payload_hash: &payload_hash,
+        };
+        let sts = string_to_sign(&date, &canonical_request(&req));
+        if !verify(secret, &sts, &signature) {
+            return Err(DmsError::auth());
         }
-    };
-    let signed_list = signed.join(";");
-    let req = Request {
-        method: parts.method.as_str(),
-        raw_path: parts.uri.path(),
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers: values,
-        signed_headers: &signed_list,
-        payload_hash: &payload_hash,
-    };
-    let sts = string_to_sign(&date, &canonical_request(&req));
-    if !verify(secret, &sts, a.signature) {
-        return Err(DmsError::auth());
+        Ok(who)
     }
-    Ok(who)
 }
 
 #[cfg(test)]
