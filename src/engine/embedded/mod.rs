@@ -132,10 +132,6 @@ impl EmbeddedEngine {
         })
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// The live cell of a queue handle.
     pub(crate) fn cell(&self, q: &Queue) -> Result<Arc<Cell>> {
         self.dir.read().by_id.get(&q.id()).cloned().ok_or(CoreError::QueueNotFound)
