@@ -9,9 +9,12 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::middleware;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::auth::Auth;
@@ -68,15 +71,31 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
     Ok(Opened { state })
 }
 
+/// Liveness: the process serves requests. Stays "ok" while storage is full — restarting the
+/// process would not help, and a start on a full disk may not even succeed.
 async fn healthz() -> &'static str {
     crate::http::set_operation(crate::http::Operation::new(crate::http::Operation::NO_DIALECT, "healthz"));
     "ok"
+}
+
+/// Readiness: whether writes can be stored now. 503 while storage is full or failing (the
+/// engine recovers by itself) or the server is shutting down, so a load balancer sends traffic
+/// to another node meanwhile.
+async fn readyz(State(state): State<AppState>) -> Response {
+    crate::http::set_operation(crate::http::Operation::new(crate::http::Operation::NO_DIALECT, "readyz"));
+    match state.broker.readiness() {
+        Ok(()) => (StatusCode::OK, Json(json!({"ready": true}))).into_response(),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "reason": reason}))).into_response()
+        }
+    }
 }
 
 /// The router of every dialect.
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(dialects::infrai::router())
         .merge(dialects::mns::router())
         .merge(dialects::ctyun::router())

@@ -71,7 +71,7 @@ impl Broker {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.close())
             .await
-            .map_err(|e| CoreError::Storage(super::StoreError(format!("close task: {e}"))))?
+            .map_err(|e| CoreError::Storage(super::StoreError::new(format!("close task: {e}"))))?
     }
 
     // ----- directory -------------------------------------------------------------------------
@@ -164,6 +164,14 @@ impl Broker {
         if let Err(e) = self.engine.sweep(self.now()).await {
             tracing::error!(error = %e, "sweeping due changes failed");
         }
+    }
+
+    /// Whether the engine can store writes now (see [`Engine::readiness`]); `/readyz`.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if self.is_shutting_down() {
+            return Err("shutting down".into());
+        }
+        self.engine.readiness()
     }
 
     /// The earliest instant a queue changes by itself (for the maintenance loop).

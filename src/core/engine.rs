@@ -19,7 +19,9 @@
 //!
 //! Errors: operations return [`CoreError`](super::CoreError); an engine's own failures are
 //! [`CoreError::Storage`](super::CoreError::Storage), which dialects answer as their internal
-//! error.
+//! error, or [`CoreError::Unavailable`](super::CoreError::Unavailable) while storage cannot take
+//! writes for a while (disk full, I/O errors being retried), answered as "service unavailable";
+//! [`Engine::readiness`] tells the same to health checks.
 
 use std::sync::Arc;
 
@@ -311,6 +313,10 @@ pub trait Engine: Send + Sync + 'static {
     async fn sweep(&self, now: Millis) -> Result<()>;
     /// The earliest instant something changes by itself, for the maintenance loop.
     async fn next_due(&self) -> Option<Millis>;
+    /// Whether writes can be stored now: `Err(reason)` while storage is full or failing (the
+    /// engine retries by itself and writes answer [`CoreError::Unavailable`](super::CoreError::Unavailable)).
+    /// Health checks (`/readyz`) report it so that a load balancer sends writes elsewhere.
+    fn readiness(&self) -> std::result::Result<(), String>;
     /// Makes everything durable and stops; later calls fail. Idempotent. Blocking: async code
     /// calls [`Broker::close`](super::Broker::close).
     fn close(&self) -> Result<()>;

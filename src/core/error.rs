@@ -2,11 +2,30 @@
 
 use thiserror::Error;
 
-/// A storage failure inside an engine. The message is for logs; dialects answer with their
-/// own "internal error".
+/// A storage failure inside an engine. The message is for logs.
+///
+/// `unavailable` tells a passing condition (the disk is full, writes fail and are being retried,
+/// the database is unreachable) from a failure nobody can retry past: dialects answer the first
+/// with their own "service unavailable" (503-class: retry later, nothing was lost) and the second
+/// with their "internal error".
 #[derive(Debug, Clone, Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+#[error("{message}")]
+pub struct StoreError {
+    pub message: String,
+    pub unavailable: bool,
+}
+
+impl StoreError {
+    /// A failure (corruption, a bug, an I/O error the engine cannot recover from).
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError { message: message.into(), unavailable: false }
+    }
+
+    /// A passing condition: the engine cannot store anything right now and recovers by itself.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError { message: message.into(), unavailable: true }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum CoreError {
@@ -46,8 +65,19 @@ pub enum CoreError {
     GroupBusy,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The engine cannot store anything right now (disk full, I/O errors being retried, the
+    /// database unreachable); it recovers by itself. The request was not applied, or not made
+    /// durable: the client retries later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(StoreError),
     #[error("storage failure: {0}")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        if e.unavailable { CoreError::Unavailable(e) } else { CoreError::Storage(e) }
+    }
 }
 
 /// What a quota limits (each dialect names its own error code after it).

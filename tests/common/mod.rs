@@ -7,6 +7,7 @@ pub mod ctyun;
 pub mod dms;
 pub mod golden;
 pub mod mns;
+pub mod process;
 
 use std::path::Path;
 use std::sync::Arc;

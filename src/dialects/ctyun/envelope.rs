@@ -86,6 +86,10 @@ impl From<CoreError> for CtError {
             CoreError::TagRuleChanged => E::business("DMS.TagRuleChanged", "消费组的标签过滤规则不可更改"),
             CoreError::GroupBusy => E::business("DMS.GroupConsuming", "消费组存在正在消费的消息, 请使用 force 重置"),
             CoreError::ShuttingDown => E::business("DMS.ServiceUnavailable", "服务正在停止"),
+            CoreError::Unavailable(cause) => {
+                tracing::warn!(request_id = %crate::http::request_id(), error = %cause, "storage unavailable");
+                E::business("DMS.ServiceUnavailable", "存储暂不可用(磁盘已满或故障), 请稍后重试")
+            }
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
                 E::internal()
@@ -167,7 +171,8 @@ mod tests {
             (CoreError::TagRuleChanged, "DMS.TagRuleChanged"),
             (CoreError::GroupBusy, "DMS.GroupConsuming"),
             (CoreError::ShuttingDown, "DMS.ServiceUnavailable"),
-            (CoreError::Storage(StoreError("disk".into())), "DMS.InternalError"),
+            (CoreError::Unavailable(StoreError::unavailable("disk full")), "DMS.ServiceUnavailable"),
+            (CoreError::Storage(StoreError::new("disk")), "DMS.InternalError"),
         ];
         for (e, code) in cases {
             let c = CtError::from(e);

@@ -77,6 +77,14 @@ impl From<CoreError> for DmsError {
             CoreError::ShuttingDown => {
                 DmsError::new(S::SERVICE_UNAVAILABLE, "10250003", "The service is shutting down.")
             }
+            CoreError::Unavailable(cause) => {
+                tracing::warn!(request_id = %crate::http::request_id(), error = %cause, "storage unavailable");
+                DmsError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "10250003",
+                    "The service cannot store requests right now (storage full or failing); retry later.",
+                )
+            }
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
                 DmsError::internal()
@@ -120,7 +128,8 @@ mod tests {
             (CoreError::TagRuleChanged, 400, "10542204"),
             (CoreError::GroupBusy, 400, "10540010"),
             (CoreError::ShuttingDown, 503, "10250003"),
-            (CoreError::Storage(StoreError("disk".into())), 500, "10250002"),
+            (CoreError::Unavailable(StoreError::unavailable("disk full")), 503, "10250003"),
+            (CoreError::Storage(StoreError::new("disk")), 500, "10250002"),
         ];
         for (e, status, code) in cases {
             let d = DmsError::from(e);

@@ -91,6 +91,14 @@ impl From<CoreError> for ApiError {
             CoreError::ShuttingDown => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the server is shutting down")
             }
+            CoreError::Unavailable(cause) => {
+                tracing::warn!(request_id = %crate::http::request_id(), error = %cause, "storage unavailable");
+                ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "storage is full or failing: nothing was stored, retry later",
+                )
+            }
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
                 ApiError::internal()
@@ -130,7 +138,8 @@ mod tests {
             (CoreError::TagRuleChanged, 400, "INVALID_ARGUMENT"),
             (CoreError::GroupBusy, 409, "MESSAGE_NOT_IN_FLIGHT"),
             (CoreError::ShuttingDown, 503, "UNAVAILABLE"),
-            (CoreError::Storage(StoreError("disk".into())), 500, "INTERNAL"),
+            (CoreError::Unavailable(StoreError::unavailable("disk full")), 503, "UNAVAILABLE"),
+            (CoreError::Storage(StoreError::new("disk")), 500, "INTERNAL"),
         ];
         for (e, status, code) in cases {
             let a = ApiError::from(e);

@@ -65,6 +65,15 @@ impl MnsError {
         MnsError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error.")
     }
 
+    /// The service's 503 while storage is full or failing: nothing was stored, retry later.
+    pub fn storage_unavailable() -> Self {
+        MnsError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service cannot store requests right now (storage full or failing); retry later.",
+        )
+    }
+
     pub fn invalid_url() -> Self {
         MnsError::new(StatusCode::BAD_REQUEST, "InvalidRequestURL", "The request URL is invalid.")
     }
@@ -89,6 +98,10 @@ impl From<CoreError> for MnsError {
             CoreError::QuotaExceeded(what) => MnsError::invalid(format!("The number of {what} exceeds the quota.")),
             CoreError::ShuttingDown => {
                 MnsError::new(S::SERVICE_UNAVAILABLE, "ServiceUnavailable", "The server is shutting down.")
+            }
+            CoreError::Unavailable(cause) => {
+                tracing::warn!(request_id = %crate::http::request_id(), error = %cause, "storage unavailable");
+                MnsError::storage_unavailable()
             }
             CoreError::Storage(cause) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %cause, "storage failure");
@@ -138,7 +151,8 @@ mod tests {
             (CoreError::TagRuleChanged, 400, "InvalidArgument"),
             (CoreError::GroupBusy, 400, "InvalidArgument"),
             (CoreError::ShuttingDown, 503, "ServiceUnavailable"),
-            (CoreError::Storage(StoreError("disk".into())), 500, "InternalError"),
+            (CoreError::Unavailable(StoreError::unavailable("disk full")), 503, "ServiceUnavailable"),
+            (CoreError::Storage(StoreError::new("disk")), 500, "InternalError"),
         ];
         for (e, status, code) in cases {
             let m = MnsError::from(e);

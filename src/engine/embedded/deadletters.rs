@@ -160,7 +160,7 @@ impl EmbeddedEngine {
                     if !st.deleted {
                         st.insert_meta(meta);
                     }
-                    if matches!(e, CoreError::Storage(_)) {
+                    if matches!(e, CoreError::Storage(_) | CoreError::Unavailable(_)) {
                         return Err(e);
                     }
                 }

@@ -247,12 +247,24 @@ impl Engine for EmbeddedEngine {
         EmbeddedEngine::next_due(self)
     }
 
+    fn readiness(&self) -> std::result::Result<(), String> {
+        self.store.readiness()
+    }
+
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
         }
-        self.store.flush()?;
+        // In a storage fault the flush gives up after a while; the close still runs (it writes
+        // what it can and says what it could not). A real failure is reported after closing.
+        let flushed = self.store.flush();
+        if let Err(e) = &flushed {
+            tracing::warn!(error = %e, "the final flush did not complete");
+        }
         self.store.close()?;
-        Ok(())
+        match flushed {
+            Err(e) if !e.unavailable => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 }

@@ -379,7 +379,7 @@ impl EmbeddedEngine {
         let id = c.id;
         tokio::task::spawn_blocking(move || store.delete_queue(id))
             .await
-            .map_err(|e| CoreError::Storage(crate::core::StoreError(format!("delete task: {e}"))))??;
+            .map_err(|e| CoreError::Storage(crate::core::StoreError::new(format!("delete task: {e}"))))??;
         self.store.sync().await?;
         Ok(())
     }

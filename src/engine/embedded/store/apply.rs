@@ -72,19 +72,19 @@ fn ikey(ns: &str, cap: &str, k: &str) -> Vec<u8> {
 }
 
 pub fn uuid_at(k: &[u8], at: usize) -> StoreResult<Uuid> {
-    k.get(at..at + 16).and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(|| StoreError("corrupt key".into()))
+    k.get(at..at + 16).and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(|| StoreError::new("corrupt key"))
 }
 
 pub fn u64_at(k: &[u8], at: usize) -> StoreResult<u64> {
     k.get(at..at + 8)
         .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-        .ok_or_else(|| StoreError("corrupt key".into()))
+        .ok_or_else(|| StoreError::new("corrupt key"))
 }
 
 pub fn u32_at(k: &[u8], at: usize) -> StoreResult<u32> {
     k.get(at..at + 4)
         .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-        .ok_or_else(|| StoreError("corrupt key".into()))
+        .ok_or_else(|| StoreError::new("corrupt key"))
 }
 
 /// Stored messages pointing into one log segment.

@@ -25,10 +25,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&CURRENT, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| StoreError(format!("corrupt {what} record: {e}")))
+            postcard::from_bytes(rest).map_err(|e| StoreError::new(format!("corrupt {what} record: {e}")))
         }
-        Some((v, _)) => Err(StoreError(format!("{what} record has version {v}, this build reads up to {CURRENT}"))),
-        None => Err(StoreError(format!("empty {what} record"))),
+        Some((v, _)) => {
+            Err(StoreError::new(format!("{what} record has version {v}, this build reads up to {CURRENT}")))
+        }
+        None => Err(StoreError::new(format!("empty {what} record"))),
     }
 }
 
@@ -37,9 +39,11 @@ pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
     match bytes.split_first() {
         Some((&CURRENT, rest)) => postcard::take_from_bytes(rest)
             .map(|(v, _)| v)
-            .map_err(|e| StoreError(format!("corrupt {what} record: {e}"))),
-        Some((v, _)) => Err(StoreError(format!("{what} record has version {v}, this build reads up to {CURRENT}"))),
-        None => Err(StoreError(format!("empty {what} record"))),
+            .map_err(|e| StoreError::new(format!("corrupt {what} record: {e}"))),
+        Some((v, _)) => {
+            Err(StoreError::new(format!("{what} record has version {v}, this build reads up to {CURRENT}")))
+        }
+        None => Err(StoreError::new(format!("empty {what} record"))),
     }
 }
 

@@ -33,9 +33,22 @@
 //!   subscriptions.
 //! * Records are encoded with a version byte ([`codec`]); a store refuses records newer than it
 //!   knows instead of misreading them.
+//!
+//! # Faults
+//!
+//! A write or fsync that fails (a full disk, an I/O error) does not fail the store for good.
+//! While it lasts, [`Store::sync`] fails at once with an *unavailable* [`StoreError`] (dialects
+//! answer 503-class "retry later"), [`Store::append`] refuses new messages (nothing is half
+//! stored: the caller has changed nothing yet), and every other change is kept in memory, in
+//! order, to be written when the store recovers — which it tries by itself every second. A
+//! failed fsync is never trusted for what it covered: the log is cut back to the last length
+//! an fsync confirmed and written again from memory (PostgreSQL's "fsyncgate" lesson), so what
+//! was answered durable is exactly what a successful fsync covered. [`Store::readiness`] says
+//! whether the store is in such a fault.
 
 mod apply;
 mod codec;
+pub mod faults;
 mod ops;
 mod sled_store;
 mod wal;
@@ -55,7 +68,11 @@ pub use crate::core::StoreError;
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError(format!("sled: {e}"))
+        match e {
+            // A full disk or a failing device: the store recovers (see "Faults").
+            sled::Error::Io(e) => faults::io_error("sled", e),
+            e => StoreError::new(format!("sled: {e}")),
+        }
     }
 }
 
@@ -140,4 +157,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stops the store: every change submitted so far becomes durable, background work ends,
     /// and later calls fail. Blocking; idempotent.
     fn close(&self) -> StoreResult<()>;
+
+    /// `Err(reason)` while the store cannot make writes durable (disk full, I/O errors being
+    /// retried). See "Faults" in the module docs.
+    fn readiness(&self) -> Result<(), String>;
 }

@@ -125,7 +125,7 @@ fn split_bodies<'a>(
     segment: u64,
     offset: u64,
 ) -> Result<(&'a [u8], Vec<BodyLoc>), StoreError> {
-    let corrupt = || StoreError("corrupt log record".into());
+    let corrupt = || StoreError::new("corrupt log record");
     let hlen = payload.get(1..5).ok_or_else(corrupt)?;
     let hlen = u32::from_le_bytes(hlen.try_into().expect("4 bytes")) as usize;
     let header = payload.get(5..5 + hlen).ok_or_else(corrupt)?;
@@ -188,7 +188,7 @@ impl Op {
     /// Decodes a log payload found at `offset` of segment `segment` (appends get the locations
     /// of their bodies from there, not their bodies).
     pub fn decode(payload: &[u8], segment: u64, offset: u64) -> Result<Op, StoreError> {
-        let corrupt = || StoreError("corrupt log record".into());
+        let corrupt = || StoreError::new("corrupt log record");
         match payload.first() {
             Some(&APPEND) => {
                 let lens = |h: &[u8]| Ok(decode::<AppendHeader>(h, "append header")?.lens);

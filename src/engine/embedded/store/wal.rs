@@ -24,6 +24,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::StoreError;
+use super::faults::{self, Faults, Point, io_error};
 
 /// Bytes of a frame header.
 pub const HEADER: usize = 16;
@@ -31,7 +32,7 @@ pub const HEADER: usize = 16;
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 fn io(what: &str, e: std::io::Error) -> StoreError {
-    StoreError(format!("{what}: {e}"))
+    StoreError::new(format!("{what}: {e}"))
 }
 
 /// Appends one frame to `buf`.
@@ -136,7 +137,11 @@ impl Segments {
 
     fn create(&self, id: u64) -> Result<File, StoreError> {
         let path = segment_path(&self.dir, id);
-        let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io("create a log segment", e))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("create a log segment", e))?;
         // Make the new file's directory entry durable too.
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
@@ -148,34 +153,83 @@ impl Segments {
 }
 
 /// The writing end of the log (owned by the committer).
+///
+/// It knows how much of the segment being written an fsync has confirmed. After a failed write
+/// or fsync nothing past that is trusted (after a failed fsync the kernel may have dropped the
+/// pages it could not write while still serving them from its cache): the next write first cuts
+/// the segment back to the confirmed length, and the caller writes again what it had written
+/// since — the same bytes at the same offsets, so body locations handed out stay true.
 pub struct Wal {
     segments: Arc<Segments>,
-    /// The segment being written, and its id.
-    file: Option<(u64, File)>,
+    /// The segment being written.
+    file: Option<Current>,
+    faults: Option<Arc<Faults>>,
+}
+
+struct Current {
+    id: u64,
+    file: File,
+    /// Bytes written, and bytes an fsync confirmed.
+    len: u64,
+    synced: u64,
+    /// A write or fsync failed since the last successful fsync: cut back before writing.
+    suspect: bool,
 }
 
 impl Wal {
-    pub fn new(segments: Arc<Segments>) -> Wal {
-        Wal { segments, file: None }
+    pub fn new(segments: Arc<Segments>, faults: Option<Arc<Faults>>) -> Wal {
+        Wal { segments, file: None, faults }
     }
 
-    /// Writes frames to segment `id`, creating it if it is not the one being written. (A
-    /// restart never appends to an old segment: its tail may be torn.)
+    /// Writes frames to segment `id`, starting it if it is not the one being written (after
+    /// syncing that one: a segment is complete and durable before the next begins). A restart
+    /// never appends to an old segment: its tail may be torn.
     pub fn write(&mut self, id: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.file.as_ref().is_none_or(|(cur, _)| *cur != id) {
-            // The previous segment was synced with its last write.
-            self.file = Some((id, self.segments.create(id)?));
+        self.cut_back()?;
+        if self.file.as_ref().is_none_or(|c| c.id != id) {
+            if self.file.as_ref().is_some_and(|c| c.len > c.synced) {
+                self.sync()?;
+            }
+            let file = self.segments.create(id)?;
+            self.file = Some(Current { id, file, len: 0, synced: 0, suspect: false });
         }
-        let (_, f) = self.file.as_mut().expect("a segment is open");
-        f.write_all(bytes).map_err(|e| io("write the log", e))
+        let c = self.file.as_mut().expect("a segment is open");
+        c.suspect = true;
+        if let Err(e) = faults::check(self.faults.as_deref(), Point::LogWrite) {
+            // As a full disk does: part of the write lands.
+            let _ = c.file.write_all(&bytes[..bytes.len() / 2]);
+            return Err(e);
+        }
+        c.file.write_all(bytes).map_err(|e| io_error("write the log", e))?;
+        c.len += bytes.len() as u64;
+        c.suspect = false;
+        Ok(())
+    }
+
+    /// The segment being written.
+    pub fn segment(&self) -> Option<u64> {
+        self.file.as_ref().map(|c| c.id)
     }
 
     /// Makes everything written durable.
     pub fn sync(&mut self) -> Result<(), StoreError> {
-        match &self.file {
-            Some((_, f)) => f.sync_data().map_err(|e| io("sync the log", e)),
-            None => Ok(()),
-        }
+        let Some(c) = self.file.as_mut() else { return Ok(()) };
+        c.suspect = true;
+        faults::check(self.faults.as_deref(), Point::LogSync)?;
+        c.file.sync_data().map_err(|e| io_error("sync the log", e))?;
+        c.synced = c.len;
+        c.suspect = false;
+        Ok(())
+    }
+
+    /// After a failure: cuts the segment back to what an fsync confirmed.
+    fn cut_back(&mut self) -> Result<(), StoreError> {
+        let Some(c) = self.file.as_mut().filter(|c| c.suspect) else { return Ok(()) };
+        c.file.set_len(c.synced).map_err(|e| io_error("cut the log back after a failed write", e))?;
+        c.file.sync_data().map_err(|e| io_error("sync the log after cutting it back", e))?;
+        c.len = c.synced;
+        c.suspect = false;
+        Ok(())
     }
 }
 
@@ -205,7 +259,7 @@ mod tests {
     fn segments_are_written_read_at_offsets_and_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let segs = Segments::open(dir.path()).unwrap();
-        let mut w = Wal::new(segs.clone());
+        let mut w = Wal::new(segs.clone(), None);
         let mut buf = Vec::new();
         frame(&mut buf, 1, b"a");
         w.write(1, &buf).unwrap();

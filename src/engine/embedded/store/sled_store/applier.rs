@@ -1,7 +1,8 @@
 //! The applier thread: applies logged operations to sled behind the log, in large ordered
 //! batches, and sweeps the keys of deleted queues.
 
-use super::pipeline::{complete, fail};
+use super::pipeline::complete;
+use super::recover::{held_bodies, reopen, sled_failed};
 use super::*;
 
 pub(super) fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
@@ -17,6 +18,16 @@ pub(super) fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
                 // flush_blocking).
                 if p.closing || p.error.is_some() {
                     return;
+                }
+                // A checkpoint found sled failed.
+                if p.sled_fault.is_some() {
+                    drop(p);
+                    match reopen(&shared, applier, Vec::new()) {
+                        Some(a) => applier = a,
+                        None => return,
+                    }
+                    p = shared.pipe.lock();
+                    continue;
                 }
                 let wait = match p.queued_since {
                     None => None,
@@ -82,7 +93,7 @@ pub(super) fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
         };
         if ops.is_empty() {
             let started = Instant::now();
-            let result = applier.sweep(SWEEP_KEYS);
+            let result = faults::check(shared.faults.as_deref(), Point::Sled).and_then(|()| applier.sweep(SWEEP_KEYS));
             next_sweep = Instant::now() + 3 * started.elapsed();
             let mut p = shared.pipe.lock();
             match result {
@@ -96,8 +107,13 @@ pub(super) fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
                     }
                 }
                 Err(e) => {
-                    fail(&mut p, e);
-                    return;
+                    drop(p);
+                    sled_failed(&shared, e);
+                    match reopen(&shared, applier, Vec::new()) {
+                        Some(a) => applier = a,
+                        None => return,
+                    }
+                    continue;
                 }
             }
             drop(p);
@@ -107,17 +123,10 @@ pub(super) fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
         let mut ops = ops;
         let last = ops.last().map_or(0, |(l, _)| *l);
         // Bodies held in memory for these operations: readable through sled once applied.
-        let held: Vec<(Uuid, u64)> = ops
-            .iter()
-            .flat_map(|(_, op)| match op {
-                Op::Append(q, entries) => entries.iter().map(|e| (*q, e.meta.seq)).collect::<Vec<_>>(),
-                Op::Transfer { to, meta, .. } => vec![(*to, meta.seq)],
-                _ => Vec::new(),
-            })
-            .collect();
+        let held = held_bodies(&ops);
         coalesce(&mut ops);
         let started = Instant::now();
-        let result = applier.apply(&ops);
+        let result = faults::check(shared.faults.as_deref(), Point::Sled).and_then(|()| applier.apply(&ops));
         if started.elapsed() > Duration::from_secs(1) {
             tracing::info!(
                 operations = ops.len(),
@@ -141,8 +150,13 @@ pub(super) fn apply_loop(shared: Arc<Shared>, mut applier: Applier) {
                 complete(&mut p, &shared);
             }
             Err(e) => {
-                fail(&mut p, e);
-                return;
+                drop(p);
+                sled_failed(&shared, e);
+                match reopen(&shared, applier, held) {
+                    Some(a) => applier = a,
+                    None => return,
+                }
+                continue;
             }
         }
         drop(p);

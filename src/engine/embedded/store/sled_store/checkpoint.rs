@@ -1,7 +1,8 @@
 //! The checkpointer thread: flushes sled every few seconds, deletes the log segments sled
 //! holds durably and no message points into, and now and then compacts mostly-dead segments.
 
-use super::pipeline::fail;
+use super::faults::Step;
+use super::recover::sled_failed;
 use super::*;
 
 /// Deletes the log segments no stored message points into and whose operations sled holds
@@ -38,11 +39,27 @@ pub(super) fn checkpoint(shared: &Shared) -> StoreResult<()> {
     if applied <= shared.durable.load(Ordering::Relaxed) && swept <= shared.durable_swept.load(Ordering::Relaxed) {
         return Ok(());
     }
+    let step = |s| {
+        if let Some(f) = &shared.faults {
+            f.step(s);
+        }
+    };
+    step(Step::BeforeFlush);
     // Everything applied before the flush starts is durable once it returns.
-    shared.db.flush()?;
+    let flushed = shared.db().and_then(|db| {
+        faults::check(shared.faults.as_deref(), Point::Sled)?;
+        Ok(db.flush()?)
+    });
+    if let Err(e) = flushed {
+        // sled keeps its first I/O error: the applier reopens it.
+        sled_failed(shared, e.clone());
+        return Err(e);
+    }
     shared.durable.fetch_max(applied, Ordering::Relaxed);
     shared.durable_swept.fetch_max(swept, Ordering::Relaxed);
+    step(Step::Flushed);
     drop_dead_segments(&shared.segments, &uses, applied, next)?;
+    step(Step::Dropped);
     Ok(())
 }
 
@@ -74,7 +91,7 @@ pub(super) fn compact(shared: &Shared) -> StoreResult<usize> {
         return Ok(0);
     }
     let mut found = Vec::new();
-    for kv in shared.db.scan_prefix([b'M']) {
+    for kv in shared.db()?.scan_prefix([b'M']) {
         let (k, v) = kv?;
         let loc = loc_of(&v)?;
         if sparse.contains(&loc.segment) {
@@ -113,17 +130,23 @@ pub(super) fn checkpoint_loop(shared: Arc<Shared>) {
             if p.closing || p.error.is_some() {
                 return;
             }
+            // The applier is reopening sled; nothing to flush meanwhile.
+            if p.sled_fault.is_some() {
+                continue;
+            }
         }
+        // A failed checkpoint is tried again at the next round (a failed sled flush also puts
+        // the store in a sled fault, which the applier repairs); nothing is lost meanwhile: the
+        // log keeps every segment sled does not hold durably.
         if let Err(e) = checkpoint(&shared) {
-            fail(&mut shared.pipe.lock(), e);
-            return;
+            tracing::warn!(error = %e, "checkpoint failed");
+            continue;
         }
         rounds += 1;
         if rounds.is_multiple_of(COMPACT_EVERY)
             && let Err(e) = compact(&shared)
         {
-            fail(&mut shared.pipe.lock(), e);
-            return;
+            tracing::warn!(error = %e, "log compaction failed");
         }
     }
 }

@@ -30,15 +30,22 @@
 //!
 //! Keys and values in sled: see [`apply`](super::apply).
 //!
+//! Faults (see the [`Store`] docs): a failed log write puts the store in a *log fault* that the
+//! committer retries; a failed sled call (sled keeps its first I/O error for good) puts it in a
+//! *sled fault*: the applier drops the database, opens it again once it can — sled's own
+//! recovery — and replays the log beyond what sled holds, exactly as a start does.
+//!
 //! Files by job: [`pipeline`] (what callers, the committer and the applier share; submitting an
 //! operation), [`committer`] (log writes and group commit), [`applier`] (sled written behind),
-//! [`checkpoint`] (sled flushes, log segment deletion, compaction), [`store_impl`] (the
-//! [`Store`] operations); this file opens the store and holds its tunables.
+//! [`checkpoint`] (sled flushes, log segment deletion, compaction), [`recover`] (sled reopened
+//! after a failure), [`store_impl`] (the [`Store`] operations); this file opens the store and
+//! holds its tunables.
 
 mod applier;
 mod checkpoint;
 mod committer;
 mod pipeline;
+mod recover;
 mod store_impl;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -47,11 +54,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use uuid::Uuid;
 
 use super::apply::{Applier, SegmentUse, loc_of, mkey, stored_meta, u32_at, u64_at, uuid_at};
 use super::codec::decode;
+use super::faults::{self, Faults, Point};
 use super::ops::{AppendEntry, BodyLoc, Move, Op, coalesce};
 use super::wal::{HEADER, SEGMENT_BYTES, Segments, Wal, frame, frames};
 use super::{QueueSnapshot, Snapshot, Store, StoreError, StoreResult, SyncFuture};
@@ -75,6 +83,8 @@ pub struct SledOptions {
     pub flush_every_ms: u64,
     /// Size at which the log starts a new segment file.
     pub segment_bytes: u64,
+    /// Faults to inject (tests; `None` in production).
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl SledOptions {
@@ -84,8 +94,70 @@ impl SledOptions {
             cache_bytes: 64 * 1024 * 1024,
             flush_every_ms: 1000,
             segment_bytes: SEGMENT_BYTES,
+            faults: None,
         }
     }
+
+    fn sled_config(&self) -> sled::Config {
+        sled::Config::new()
+            .path(self.path.join("sled"))
+            .cache_capacity(self.cache_bytes)
+            .flush_every_ms(Some(self.flush_every_ms.max(1)))
+            .mode(sled::Mode::HighThroughput)
+    }
+}
+
+/// Opens sled. First removes the snapshot files sled left unfinished: sled writes a snapshot
+/// to `snap.<lsn>.generating` and renames it when complete, but at open it reads the newest
+/// `snap.*` file whatever its suffix, so a start on a full disk (which leaves an empty
+/// `.generating` file) would make every later start fail with "corrupted data" although the
+/// data is intact.
+fn open_sled(config: &sled::Config, faults: Option<&Faults>) -> StoreResult<sled::Db> {
+    let dir = config.get_path();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("snap.") && name.ends_with(".generating") {
+                std::fs::remove_file(e.path())
+                    .map_err(|err| faults::io_error(&format!("remove the unfinished sled snapshot {name}"), err))?;
+                tracing::warn!(file = %name, "removed an unfinished sled snapshot");
+            }
+        }
+    }
+    faults::check(faults, Point::Sled)?;
+    // Reopened in the same process right after a close, sled's I/O threads may still hold
+    // its file lock for a moment: wait for them (up to 2 s) rather than fail.
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) => return Err(faults::io_error("open sled", e)),
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Applies the log frames with an lsn in `after+1 ..= upto` to sled (one segment at a time);
+/// returns the highest lsn seen in the log and how many operations were applied.
+fn replay(applier: &mut Applier, segments: &Segments, after: u64, upto: u64) -> StoreResult<(u64, usize)> {
+    let mut last = after;
+    let mut replayed = 0;
+    for id in segments.ids() {
+        let bytes = segments.read_segment(id)?;
+        let mut ops = Vec::new();
+        for f in frames(&bytes) {
+            if f.lsn > after && f.lsn <= upto {
+                ops.push((f.lsn, Op::decode(f.payload, id, f.offset)?));
+            }
+            last = last.max(f.lsn);
+        }
+        replayed += ops.len();
+        applier.apply(&ops)?;
+    }
+    Ok((last, replayed))
 }
 
 /// How far the applier may lag behind before syncs wait for it (backpressure on publishers):
@@ -113,6 +185,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 const COMPACT_EVERY: u32 = 12;
 const COMPACT_MAX_MOVES: usize = 50_000;
 const MOVES_PER_OP: usize = 256;
+/// How long a flush (at close, say) waits for the store to recover from a fault.
+const FAULT_PATIENCE: Duration = Duration::from_secs(5);
 /// Lazy operations reach the disk (fdatasync) at least this often.
 const LAZY_SYNC_EVERY: Duration = Duration::from_millis(200);
 /// Group commit: how long the committer waits for as many callers as its last sync answered
@@ -129,43 +203,15 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store, replaying whatever the log holds beyond sled's state.
     pub fn open(opts: &SledOptions) -> StoreResult<Self> {
-        let config = sled::Config::new()
-            .path(opts.path.join("sled"))
-            .cache_capacity(opts.cache_bytes)
-            .flush_every_ms(Some(opts.flush_every_ms.max(1)))
-            .mode(sled::Mode::HighThroughput);
-        // Reopened in the same process right after a close, sled's I/O threads may still hold
-        // its file lock for a moment: wait for them (up to 2 s) rather than fail.
-        let mut tries = 0;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
+        let config = opts.sled_config();
+        let db = open_sled(&config, opts.faults.as_deref())?;
         let mut applier = Applier::new(db.clone())?;
         let applied = match db.get(b"L")? {
             Some(v) => u64_at(&v, 0)?,
             None => 0,
         };
         let segments = Segments::open(&opts.path.join("wal"))?;
-        let mut last = applied;
-        let mut replayed = 0;
-        for id in segments.ids() {
-            let bytes = segments.read_segment(id)?;
-            let mut replay = Vec::new();
-            for f in frames(&bytes) {
-                if f.lsn > applied {
-                    replay.push((f.lsn, Op::decode(f.payload, id, f.offset)?));
-                }
-                last = last.max(f.lsn);
-            }
-            replayed += replay.len();
-            applier.apply(&replay)?;
-        }
+        let (last, replayed) = replay(&mut applier, &segments, applied, u64::MAX)?;
         if replayed > 0 {
             tracing::info!(operations = replayed, "replayed the write-ahead log");
         }
@@ -173,7 +219,9 @@ impl SledStore {
         // New frames go to a new segment whose id is above `last`.
         drop_dead_segments(&segments, applier.uses(), last, last + 1)?;
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(db)),
+            sled_config: config,
+            faults: opts.faults.clone(),
             segments: segments.clone(),
             pipe: Mutex::new(Pipeline {
                 next_lsn: last,
@@ -200,9 +248,9 @@ impl SledStore {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
-                .map_err(|e| StoreError(format!("cannot start the {name} thread: {e}")))
+                .map_err(|e| StoreError::new(format!("cannot start the {name} thread: {e}")))
         };
-        let wal = Wal::new(segments);
+        let wal = Wal::new(segments, opts.faults.clone());
         let threads = vec![
             spawn("qgate-commit", {
                 let s = shared.clone();
@@ -266,9 +314,18 @@ impl SledStore {
     }
 
     /// Waits until everything submitted is applied and logged, then flushes sled (shutdown).
+    /// In a fault it waits for the store to recover for [`FAULT_PATIENCE`] at most, then
+    /// returns the fault.
     pub fn flush_blocking(&self) -> StoreResult<()> {
         let mut p = self.shared.pipe.lock();
-        while p.error.is_none() && (p.applied_lsn < p.next_lsn || p.written_lsn < p.next_lsn) {
+        let mut faulted_since: Option<Instant> = None;
+        while p.applied_lsn < p.next_lsn || p.written_lsn < p.next_lsn {
+            if let Some(e) = p.fault() {
+                let since = *faulted_since.get_or_insert_with(Instant::now);
+                if p.error.is_some() || since.elapsed() >= FAULT_PATIENCE {
+                    return Err(e.clone());
+                }
+            }
             self.shared.commit_cv.notify_one();
             self.shared.apply_cv.notify_one();
             self.shared.applied_cv.wait_for(&mut p, Duration::from_millis(20));
@@ -277,8 +334,13 @@ impl SledStore {
             return Err(e.clone());
         }
         drop(p);
-        self.shared.db.flush()?;
+        self.shared.db()?.flush()?;
         Ok(())
+    }
+
+    /// The fault the store is in (tests).
+    pub fn fault(&self) -> Option<StoreError> {
+        self.shared.pipe.lock().fault().cloned()
     }
 
     fn submit(&self, op: Op) -> StoreResult<()> {

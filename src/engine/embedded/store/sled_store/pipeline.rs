@@ -44,10 +44,20 @@ pub(super) struct Pipeline {
     /// Deleted queues (their messages must read as gone before they are swept).
     pub(super) gone: HashSet<Uuid>,
     pub(super) closing: bool,
+    /// A failure nothing recovers from (a corrupt record read back): every call fails.
     pub(super) error: Option<StoreError>,
+    /// The log cannot be written (the committer retries), or sled failed (the applier reopens
+    /// it): syncs fail at once, appends are refused, other changes wait in memory.
+    pub(super) log_fault: Option<StoreError>,
+    pub(super) sled_fault: Option<StoreError>,
 }
 
 impl Pipeline {
+    /// The fault the store is in, if any.
+    pub(super) fn fault(&self) -> Option<&StoreError> {
+        self.error.as_ref().or(self.log_fault.as_ref()).or(self.sled_fault.as_ref())
+    }
+
     /// Whether the applier is too far behind for a sync to be answered (backpressure).
     pub(super) fn lagging(&self) -> bool {
         self.queued.keys + self.applying.keys > MAX_LAG_KEYS || self.queued.bytes + self.applying.bytes > MAX_LAG_BYTES
@@ -68,7 +78,10 @@ impl Load {
 }
 
 pub(super) struct Shared {
-    pub(super) db: sled::Db,
+    /// The database; `None` while it is being reopened after a failure.
+    pub(super) db: RwLock<Option<sled::Db>>,
+    pub(super) sled_config: sled::Config,
+    pub(super) faults: Option<Arc<Faults>>,
     pub(super) segments: Arc<Segments>,
     pub(super) pipe: Mutex<Pipeline>,
     /// Wake the committer (a sync waits, the applier wants the log written), the applier (work
@@ -90,6 +103,19 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The database, unless it is being reopened after a failure.
+    pub(super) fn db(&self) -> StoreResult<sled::Db> {
+        match &*self.db.read() {
+            Some(db) => Ok(db.clone()),
+            None => Err(self
+                .pipe
+                .lock()
+                .fault()
+                .cloned()
+                .unwrap_or_else(|| StoreError::unavailable("storage failing: the database is being reopened"))),
+        }
+    }
+
     /// Submits an operation; `body` is a message body it makes readable before it is applied
     /// (a transfer's target).
     ///
@@ -99,6 +125,12 @@ impl Shared {
         let enc = op.encode();
         let mut p = self.pipe.lock();
         if let Some(e) = &p.error {
+            return Err(e.clone());
+        }
+        // New messages are refused in a fault (the caller has changed nothing yet, and a
+        // client retrying a publish must not fill memory); every other change is kept, in
+        // order, and written when the store recovers.
+        if let (Some(e), Op::Append(..)) = (p.fault(), &op) {
             return Err(e.clone());
         }
         p.next_lsn += 1;
@@ -152,13 +184,12 @@ impl Shared {
     }
 }
 
-/// Fails every waiter with `e` and remembers it.
-pub(super) fn fail(p: &mut Pipeline, e: StoreError) {
-    tracing::error!(error = %e, "the store failed");
+/// Answers every waiter with the fault the store is in.
+pub(super) fn fail_waiters(p: &mut Pipeline) {
+    let Some(e) = p.fault().cloned() else { return };
     for (_, w) in p.waiters.drain(..) {
         let _ = w.send(Err(e.clone()));
     }
-    p.error = Some(e);
 }
 
 /// Answers every waiter that can be answered now.
