@@ -35,6 +35,8 @@ pub struct Config {
     pub ctyun: CtyunConfig,
     #[serde(default)]
     pub dms: DmsConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
     /// True for the embedded default (the server then prints the demo credentials).
     #[serde(skip)]
     pub embedded_default: bool,
@@ -111,6 +113,49 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig { cache_mb: default_cache_mb(), flush_every_ms: default_flush_every() }
     }
+}
+
+/// The HTTP listener's limits against stalled and hostile clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request head must arrive within this, from its first byte (slowloris).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// A request body must arrive within this, from when its dialect starts reading it.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; lowered to fit the open-file limit. At the cap the
+    /// longest-idle connections are closed to make room, and new ones wait in the backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_body_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    10_000
 }
 
 /// infrai limits.
@@ -329,6 +374,7 @@ impl Config {
             infrai: InfraiConfig::default(),
             ctyun: CtyunConfig::default(),
             dms: DmsConfig::default(),
+            http: HttpConfig::default(),
             embedded_default: true,
         }
     }

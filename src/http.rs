@@ -24,6 +24,7 @@ use axum::http::header::CONNECTION;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
 
 /// Which operation of which dialect a request is: `mns`/`ReceiveMessage`, `infrai`/`publish`,
@@ -209,12 +210,24 @@ pub enum BodyError {
     Io(String),
 }
 
-/// Reads a whole body, refusing more than `limit` bytes.
+/// How long a request body may take to arrive, ms (`[http] body_timeout_secs`; set once at
+/// start).
+static BODY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+
+/// Sets the body timeout (server start).
+pub fn set_body_timeout(d: std::time::Duration) {
+    BODY_TIMEOUT_MS.store(d.as_millis().max(1) as u64, Ordering::Relaxed);
+}
+
+/// Reads a whole body, refusing more than `limit` bytes, and failing if it has not arrived
+/// within the body timeout (a stalled client holds no buffer for longer).
 pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit as usize).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Io(e.to_string())),
+    let timeout = std::time::Duration::from_millis(BODY_TIMEOUT_MS.load(Ordering::Relaxed));
+    match tokio::time::timeout(timeout, Limited::new(body, limit as usize).collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
+        Err(_) => Err(BodyError::Io(format!("the body did not arrive within {} s", timeout.as_secs()))),
     }
 }
 

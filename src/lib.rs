@@ -7,6 +7,7 @@
 //! neutral broker call (`publish`, `receive`, `ack`, …), and the result or [`core::CoreError`] is
 //! encoded back in the dialect's own format. The core and the engines never see the wire; the
 //! dialects never touch an engine.
+//! [`listener`] accepts connections and enforces the timeouts and the connection cap.
 //! Credentials map to tenants in [`auth`]; configuration is [`config`]; push subscriptions are
 //! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`json`] the JSON
 //! renderings of core records that several of them (and push) share; [`state`] is what
@@ -23,6 +24,7 @@ pub mod dialects;
 pub mod engine;
 pub mod http;
 pub mod json;
+pub mod listener;
 pub mod push;
 pub mod server;
 pub mod state;

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::core::{Broker, Clock, ReceiptKey};
 use crate::dialects;
 use crate::engine;
+use crate::listener::{self, Limits, connection_cap};
 use crate::push::PushManager;
 pub use crate::state::{AppState, Shared};
 
@@ -137,34 +139,25 @@ pub async fn run(
     let broker = state.broker.clone();
     let push = state.push.clone();
     let maint = tokio::spawn(maintenance(broker.clone()));
-    let grace = std::time::Duration::from_secs(state.config.shutdown_grace_secs);
+    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    let http = &state.config.http;
+    crate::http::set_body_timeout(Duration::from_secs(http.body_timeout_secs));
+    let limits = Limits {
+        header_timeout: Duration::from_secs(http.header_timeout_secs),
+        idle_timeout: Duration::from_secs(http.idle_timeout_secs),
+        max_connections: connection_cap(http.max_connections),
+    };
     let app = app(state);
     let stop_broker = broker.clone();
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    // `into_make_service`: each connection gets a clone of the finished router (a reference
-    // count). Serving the `Router` itself re-runs `with_state` per connection, rebuilding every
-    // route table: ~10 KiB per connection, which 10,000 idle long polls multiply.
-    let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+    // Graceful, but not forever: a client that stalls mid-request would keep the process alive
+    // until an orchestrator kills it, losing the final flush. The listener closes what is left
+    // after the grace period.
+    listener::serve(listener, app, limits, grace, async move {
         shutdown.await;
         tracing::info!("shutting down: ending long polls, finishing requests");
         stop_broker.shutdown();
-        let _ = stopping.send(());
-    });
-    // Graceful, but not forever: a client that stalls mid-request (an unfinished header or
-    // body) would keep the process alive until an orchestrator kills it, losing the final
-    // flush. After the grace period the connections left are dropped (the runtime ends their
-    // tasks when `run` returns) and shutdown carries on.
-    let overdue = async move {
-        if stopped.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = serve => served.map_err(|e| format!("server error: {e}"))?,
-        _ = overdue => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over: closing the connections left"),
-    }
+    })
+    .await;
     push.shutdown();
     maint.abort();
     broker.close().await.map_err(|e| format!("final flush failed: {e}"))?;

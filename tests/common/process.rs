@@ -32,9 +32,22 @@ pub enum Started {
 
 /// Starts qgate with `config` (TOML) written next to the data dir `dir`.
 pub fn try_start(dir: &Path, config: &str) -> Started {
+    try_start_with(dir, config, None)
+}
+
+/// As [`try_start`], with the open-file limit set to `nofile` (soft and hard) when given.
+pub fn try_start_with(dir: &Path, config: &str, nofile: Option<u64>) -> Started {
     let cfg = dir.join("qgate.toml");
     std::fs::write(&cfg, config).unwrap();
-    let mut child = Command::new(binary())
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), &binary()]);
+            c
+        }
+        None => Command::new(binary()),
+    };
+    let mut child = cmd
         .args(["serve", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")
@@ -69,7 +82,12 @@ pub fn try_start(dir: &Path, config: &str) -> Started {
 
 /// Starts qgate and waits until it listens.
 pub fn start(dir: &Path, config: &str) -> Server {
-    match try_start(dir, config) {
+    start_with(dir, config, None)
+}
+
+/// As [`start`], with the open-file limit set to `nofile`.
+pub fn start_with(dir: &Path, config: &str, nofile: Option<u64>) -> Server {
+    match try_start_with(dir, config, nofile) {
         Started::Listening(s) => s,
         Started::Exited { code, log } => panic!("qgate exited ({code:?}) before listening:\n{}", log.join("\n")),
     }
