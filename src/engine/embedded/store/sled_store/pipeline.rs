@@ -105,15 +105,16 @@ pub(super) struct Shared {
 impl Shared {
     /// The database, unless it is being reopened after a failure.
     pub(super) fn db(&self) -> StoreResult<sled::Db> {
-        match &*self.db.read() {
-            Some(db) => Ok(db.clone()),
-            None => Err(self
-                .pipe
+        // The read guard is released before the pipeline is locked: the reopening applier
+        // takes the write lock while it holds the pipeline.
+        let db = self.db.read().clone();
+        db.ok_or_else(|| {
+            self.pipe
                 .lock()
                 .fault()
                 .cloned()
-                .unwrap_or_else(|| StoreError::unavailable("storage failing: the database is being reopened"))),
-        }
+                .unwrap_or_else(|| StoreError::unavailable("storage failing: the database is being reopened"))
+        })
     }
 
     /// Submits an operation; `body` is a message body it makes readable before it is applied

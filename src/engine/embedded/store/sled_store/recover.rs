@@ -75,6 +75,9 @@ fn try_reopen(shared: &Shared, held: &[(Uuid, u64)]) -> StoreResult<Applier> {
     let (_, replayed) = replay(&mut applier, &shared.segments, applied, upto)?;
     faults::check(shared.faults.as_deref(), Point::Sled)?;
     db.flush()?;
+    // Readers find the bodies in sled from now on (installed before they leave memory, and
+    // before the pipeline is locked: `Shared::db` locks the other way round).
+    *shared.db.write() = Some(db);
     let mut p = shared.pipe.lock();
     let mut done = Vec::new();
     while p.ops.front().is_some_and(|(lsn, ..)| *lsn <= upto) {
@@ -94,7 +97,6 @@ fn try_reopen(shared: &Shared, held: &[(Uuid, u64)]) -> StoreResult<Applier> {
     if let Some(e) = p.sled_fault.take() {
         tracing::warn!(was = %e, replayed, "sled reopened: writes are accepted again");
     }
-    *shared.db.write() = Some(db);
     complete(&mut p, shared);
     drop(p);
     shared.applied_cv.notify_all();
