@@ -142,7 +142,9 @@ pub fn verify(sk: &str, string_to_sign: &str, presented: &str) -> bool {
 /// `X-Sdk-Date` (`YYYYMMDDTHHMMSSZ`) to ms since the epoch.
 pub fn parse_sdk_date(s: &str) -> Option<u64> {
     let s = s.trim();
-    if s.len() != 16 || &s[8..9] != "T" || !s.ends_with('Z') {
+    // `get`, not indexing: the header arrives as raw bytes and may hold non-ASCII text, where
+    // byte 8 need not be a character boundary (found by fuzzing: it panicked).
+    if s.len() != 16 || s.get(8..9) != Some("T") || !s.ends_with('Z') {
         return None;
     }
     let num = |a: usize, b: usize| s.get(a..b)?.parse::<i16>().ok();
@@ -334,7 +336,8 @@ mod tests {
             assert!(parse_authorization(bad).is_none(), "{bad}");
         }
         assert_eq!(parse_sdk_date("20240102T030405Z"), Some(1_704_164_645_000));
-        for bad in ["", "2024-01-02T03:04:05Z", "20241302T030405Z", "20240102T030405"] {
+        // Found by fuzzing: non-ASCII where the `T` goes made the slice panic.
+        for bad in ["", "2024-01-02T03:04:05Z", "20241302T030405Z", "20240102T030405", "2024010\u{3e7}000000Z"] {
             assert_eq!(parse_sdk_date(bad), None, "{bad}");
         }
         assert_eq!(canonical_uri("/v2/p/queues"), "/v2/p/queues/");

@@ -75,9 +75,7 @@ pub mod fuzzing {
     /// Decodes a stored value as every kind of record the store keeps; whatever decodes must
     /// encode and decode again to the same record.
     pub fn record(bytes: &[u8]) {
-        fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
-            bytes: &[u8],
-        ) {
+        fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
             if let Ok(v) = decode::<T>(bytes, "fuzzed") {
                 let again: T = decode(&encode(&v), "re-encoded").expect("a decoded record encodes and decodes");
                 assert_eq!(again, v, "a record survives a round trip");
