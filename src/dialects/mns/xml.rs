@@ -62,6 +62,10 @@ pub fn parse(bytes: &[u8]) -> Result<Element, String> {
                 stack.push(Element { name: s.local_name().as_ref().to_string(), ..Element::default() });
             }
             Event::Empty(s) => {
+                // An empty element is as deep as a started one: the limit counts both.
+                if stack.len() >= MAX_DEPTH {
+                    return Err("the document is nested too deeply".into());
+                }
                 let e = Element { name: s.local_name().as_ref().to_string(), ..Element::default() };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(e),
@@ -200,6 +204,8 @@ mod tests {
             b"<!DOCTYPE x [<!ENTITY e 'x'>]><a>&e;</a>",
             b"\xff\xfe",
             b"<a><b><c><d><e><f><g><h><i>deep</i></h></g></f></e></d></c></b></a>",
+            // The ninth level written as an empty element is as deep as a started one.
+            b"<a><b><c><d><e><f><g><h><i/></h></g></f></e></d></c></b></a>",
         ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
