@@ -55,6 +55,22 @@ pub struct TenantConfig {
     /// Access key pairs for the signed dialects (MNS, CTYun, DMS).
     #[serde(default)]
     pub access_keys: Vec<AccessKeyConfig>,
+    /// MNS account id (digits): answered as a topic's owner and accepted in queue endpoints
+    /// (`acs:mns:{region}:{account}:queues/{name}`). Derived from the name when absent.
+    pub mns_account_id: Option<String>,
+    /// How MNS message bodies travel: `"raw"` (stored as sent) or `"base64"` (the Python SDK's
+    /// default encoding: stored decoded, so other dialects read the text; encoded for MNS).
+    #[serde(default)]
+    pub mns_body_encoding: MnsBodyEncoding,
+}
+
+/// See [`TenantConfig::mns_body_encoding`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MnsBodyEncoding {
+    #[default]
+    Raw,
+    Base64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +372,14 @@ pub fn derived_project_id(name: &str) -> String {
     hex::encode(&Sha256::digest(name.as_bytes())[..16])
 }
 
+/// MNS account id of a tenant without one: 16 decimal digits from SHA-256("mns:" + name), the
+/// shape of the service's account ids (the first digit is never 0).
+pub fn derived_mns_account_id(name: &str) -> String {
+    let d = Sha256::digest(format!("mns:{name}").as_bytes());
+    let n = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) % 9_000_000_000_000_000 + 1_000_000_000_000_000;
+    n.to_string()
+}
+
 impl Config {
     /// The embedded default.
     pub fn embedded() -> Self {
@@ -368,6 +392,8 @@ impl Config {
                 bearer_keys: vec![DEMO_BEARER.into()],
                 project_id: None,
                 access_keys: vec![AccessKeyConfig { id: DEMO_ACCESS_KEY.into(), secret: DEMO_SECRET.into() }],
+                mns_account_id: None,
+                mns_body_encoding: MnsBodyEncoding::Raw,
             }],
             push: PushConfig::default(),
             store: StoreConfig::default(),
@@ -413,6 +439,16 @@ impl Config {
         for t in &self.tenants {
             if t.name.is_empty() {
                 return Err("a tenant has an empty name".into());
+            }
+            // Control characters are reserved: internal namespaces are derived from tenant
+            // names with one, so no tenant can name another's.
+            if t.name.chars().any(char::is_control) {
+                return Err(format!("tenant {:?}: a name may not contain control characters", t.name));
+            }
+            if let Some(a) = &t.mns_account_id
+                && (a.is_empty() || a.len() > 20 || !a.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(format!("tenant '{}': mns_account_id must be 1 to 20 digits", t.name));
             }
             if !names.insert(&t.name) {
                 return Err(format!("tenant '{}' is configured twice", t.name));

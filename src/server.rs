@@ -136,6 +136,7 @@ pub async fn run(
 ) -> Result<(), String> {
     let Opened { state } = opened;
     state.push.start_all().await;
+    dialects::mns::notify::start_all(&state).await;
     let broker = state.broker.clone();
     let push = state.push.clone();
     let maint = tokio::spawn(maintenance(broker.clone()));

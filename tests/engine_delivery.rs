@@ -324,7 +324,49 @@ async fn queue_deletion_and_shutdown_end_waits(engine: Engine) {
     assert!(r.is_empty());
 }
 
+/// Messages with the same ordering key go one at a time, in order; other keys and unkeyed
+/// messages are not held up; the key survives a restart and never shows as a client tag.
+async fn ordering_keys_deliver_one_at_a_time_in_order(engine: Engine) {
+    let env = Env::new(engine);
+    let q = env.queue("q", work()).await;
+    let keyed =
+        |b: &str, k: Option<&str>| NewMessage { order_key: k.map(str::to_string), ..NewMessage::text(b.to_string()) };
+    env.broker
+        .publish(
+            &q,
+            vec![
+                keyed("a1", Some("A")),
+                keyed("a2", Some("A")),
+                keyed("b1", Some("B")),
+                keyed("free", None),
+                keyed("a3", Some("A")),
+            ],
+        )
+        .await
+        .unwrap();
+    let got = env.broker.receive(&q, DEFAULT_GROUP, many(10)).await.unwrap();
+    let bodies: Vec<String> = got.iter().map(body).collect();
+    assert_eq!(bodies, ["a1", "b1", "free"]);
+    assert_eq!(got[0].meta.order_key(), Some("A"));
+    assert!(got[0].meta.user_tags().is_empty(), "the key is not a client tag");
+    // Nothing more while a1 and b1 are out.
+    assert!(env.broker.receive(&q, DEFAULT_GROUP, many(10)).await.unwrap().is_empty());
+    env.broker.ack(&q, &got[0].handle).await.unwrap();
+    let next = env.broker.receive(&q, DEFAULT_GROUP, many(10)).await.unwrap();
+    assert_eq!(next.iter().map(body).collect::<Vec<_>>(), ["a2"]);
+    // An expired lease puts a2 back first: order holds across redelivery and a restart.
+    let env = env.restart();
+    let q = env.broker.queue("t", "q").await.unwrap();
+    env.advance(secs(31));
+    let again = env.broker.receive(&q, DEFAULT_GROUP, many(10)).await.unwrap();
+    assert_eq!(again.iter().map(body).collect::<Vec<_>>(), ["a2", "b1", "free"], "a3 still waits behind a2");
+    // A client cannot set the reserved tag itself.
+    let forged = NewMessage { tags: vec!["\u{1}order:A".into()], ..NewMessage::text("x") };
+    assert!(matches!(env.broker.publish(&q, vec![forged]).await, Err(CoreError::InvalidArgument(_))));
+}
+
 engine_tests!(
+    ordering_keys_deliver_one_at_a_time_in_order,
     lease_expiry_redelivers_with_a_new_handle,
     forged_foreign_and_stale_handles_are_told_apart,
     priority_then_sequence_order,

@@ -206,7 +206,8 @@ async fn bad_input_gets_mns_errors() {
         ("POST", "/queues/q".into(), None, 400, "InvalidRequestURL"),
         ("PATCH", "/queues/q/messages".into(), None, 400, "InvalidRequestURL"),
         ("GET", "/queues/q/messages/extra".into(), None, 400, "InvalidRequestURL"),
-        ("GET", "/topics".into(), None, 400, "InvalidRequestURL"),
+        ("POST", "/topics".into(), None, 400, "InvalidRequestURL"),
+        ("GET", "/topics/t/messages".into(), None, 400, "InvalidRequestURL"),
         ("DELETE", "/queues/nope".into(), None, 404, "QueueNotExist"),
         ("PUT", "/queues/nope?metaoverride=true".into(), Some("<Queue/>".into()), 404, "QueueNotExist"),
     ];

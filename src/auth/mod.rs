@@ -10,7 +10,7 @@ pub mod crypto;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, derived_project_id};
+use crate::config::{Config, derived_mns_account_id, derived_project_id};
 
 /// A tenant as the dialects see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,11 @@ pub struct Tenant {
     pub name: String,
     /// 32 lower-case hex digits.
     pub project_id: String,
+    /// MNS account id (digits).
+    pub mns_account: String,
+    /// MNS message bodies are base64 on the wire (the Python SDK's default): stored decoded, so
+    /// the other dialects see the text, and encoded again for MNS consumers.
+    pub mns_base64_bodies: bool,
 }
 
 /// The credential registry built from the configuration.
@@ -36,6 +41,8 @@ impl Auth {
             let tenant = Arc::new(Tenant {
                 name: t.name.clone(),
                 project_id: t.project_id.clone().unwrap_or_else(|| derived_project_id(&t.name)).to_ascii_lowercase(),
+                mns_account: t.mns_account_id.clone().unwrap_or_else(|| derived_mns_account_id(&t.name)),
+                mns_base64_bodies: t.mns_body_encoding == crate::config::MnsBodyEncoding::Base64,
             });
             for b in &t.bearer_keys {
                 auth.bearer.push((b.clone(), tenant.clone()));

@@ -28,6 +28,9 @@ use dialect::{Creds, Kind, Target};
 use stats::{Row, Tally};
 use workload::{Live, Shared, Workload};
 
+/// Queue subscriptions of the fan-out workload's topic.
+const FANOUT_QUEUES: usize = 3;
+
 /// Options of `qgate bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -46,8 +49,9 @@ pub struct BenchArgs {
     /// Dialects to drive (infrai, mns, ctyun, dms).
     #[arg(long, value_delimiter = ',', default_value = "infrai,mns,ctyun,dms")]
     pub dialects: Vec<String>,
-    /// Workloads (publish, batch, cycle, cycle-batch, longpoll; fill, drain, idle for scale runs).
-    #[arg(long, value_delimiter = ',', default_value = "publish,batch,cycle,cycle-batch,longpoll")]
+    /// Workloads (publish, batch, cycle, cycle-batch, longpoll, fanout — MNS only: publish to a
+    /// topic with 3 queue subscriptions; fill, drain, idle for scale runs).
+    #[arg(long, value_delimiter = ',', default_value = "publish,batch,cycle,cycle-batch,longpoll,fanout")]
     pub workloads: Vec<String>,
     /// Long-poll workload: messages per second the producer trickles.
     #[arg(long, default_value_t = 200.0)]
@@ -171,11 +175,12 @@ impl Runner {
     /// Runs `workload` with all connections for the configured duration.
     async fn timed(&self, kind: Option<Kind>, w: Workload, healthz: f64) -> Result<Row, String> {
         let mut setup = Conn::open(&self.host).await?;
+        let name = format!("bench-{}-{}", w.name(), self.run_id);
         let target = match kind {
-            Some(k) => Some(
-                Target::setup(&mut setup, k, &self.host, &self.creds, &format!("bench-{}-{}", w.name(), self.run_id))
-                    .await?,
-            ),
+            Some(Kind::Mns) if w == Workload::Fanout => {
+                Some(Target::setup_fanout(&mut setup, &self.host, &self.creds, &name, FANOUT_QUEUES).await?)
+            }
+            Some(k) => Some(Target::setup(&mut setup, k, &self.host, &self.creds, &name).await?),
             None => None,
         };
         let live = Arc::new(Live::default());
@@ -410,6 +415,9 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let mut rows = vec![Row { ratio_to_healthz: 1.0, ..health }];
     for w in &args.workloads {
         for &k in &kinds {
+            if w == "fanout" && k != Kind::Mns {
+                continue; // topics are MNS's
+            }
             let row = match w.as_str() {
                 "fill" => runner.fill(k, healthz).await?,
                 "drain" => runner.drain(k, healthz).await?,

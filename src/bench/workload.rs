@@ -27,6 +27,8 @@ pub enum Workload {
     CycleBatch,
     /// Consumers long-polling an empty queue while a producer trickles messages.
     LongPoll,
+    /// MNS only: one message per request published to a topic with three queue subscriptions.
+    Fanout,
 }
 
 impl Workload {
@@ -38,6 +40,7 @@ impl Workload {
             "cycle" => Workload::Cycle,
             "cycle-batch" => Workload::CycleBatch,
             "longpoll" => Workload::LongPoll,
+            "fanout" => Workload::Fanout,
             _ => return None,
         })
     }
@@ -50,6 +53,7 @@ impl Workload {
             Workload::Cycle => "cycle",
             Workload::CycleBatch => "cycle-batch",
             Workload::LongPoll => "longpoll",
+            Workload::Fanout => "fanout",
         }
     }
 }
@@ -134,7 +138,7 @@ async fn step(conn: &mut Conn, w: Workload, sh: &Shared, seed: u64, t: &mut Tall
             String::from_utf8_lossy(&a.body[..a.body.len().min(300)])
         ));
     }
-    if matches!(w, Workload::Publish | Workload::Batch) {
+    if matches!(w, Workload::Publish | Workload::Batch | Workload::Fanout) {
         t.messages += n as u64;
         return Ok(());
     }

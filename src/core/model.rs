@@ -140,6 +140,9 @@ pub struct NewMessage {
     pub tags: Vec<String>,
     /// 1 (first) ..= 16 (last); `None` means the default, 8.
     pub priority: Option<u8>,
+    /// Messages with the same key are delivered one at a time, in order: the next is not
+    /// deliverable while an earlier one is leased (MNS MessageGroupId).
+    pub order_key: Option<String>,
     /// `None` means the queue's default delay; `Some(0)` overrides it.
     pub delay_ms: Option<u64>,
 }
@@ -154,6 +157,7 @@ impl NewMessage {
             tags: Vec::new(),
             priority: None,
             delay_ms: None,
+            order_key: None,
         }
     }
 
@@ -173,6 +177,13 @@ pub fn queue_salt(id: uuid::Uuid) -> u64 {
     let b = id.as_bytes();
     u64::from_be_bytes(b[0..8].try_into().expect("8 bytes")) ^ u64::from_be_bytes(b[8..16].try_into().expect("8 bytes"))
 }
+
+/// Tags that start with this character are the core's own, never a client's (publish refuses
+/// them): [`ORDER_TAG`] + key is a message's ordering key. Kept among the tags so that the key
+/// is in the message's in-memory metadata and durable without a record format of its own.
+pub const RESERVED_TAG: char = '\u{1}';
+/// The reserved tag prefix of an ordering key.
+pub const ORDER_TAG: &str = "\u{1}order:";
 
 /// A message id: opaque, unique within its queue, rendered as 32 upper-case hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -237,6 +248,18 @@ pub struct MessageMeta {
     pub size: u32,
     pub tags: Vec<String>,
     pub origin: Option<Box<Origin>>,
+}
+
+impl MessageMeta {
+    /// The message's ordering key, if it has one.
+    pub fn order_key(&self) -> Option<&str> {
+        self.tags.iter().find_map(|t| t.strip_prefix(ORDER_TAG))
+    }
+
+    /// The tags a client gave (without the core's reserved ones).
+    pub fn user_tags(&self) -> Vec<String> {
+        self.tags.iter().filter(|t| !t.starts_with(RESERVED_TAG)).cloned().collect()
+    }
 }
 
 /// The part of a stored message only read on delivery.

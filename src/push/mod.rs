@@ -14,6 +14,8 @@
 //! The worker holds no state of its own: a restart re-reads the durable subscription records
 //! and any message leased at the time comes back when its lease ends.
 
+pub mod relay;
+pub mod signing;
 pub mod ssrf;
 
 use std::collections::HashMap;
@@ -44,6 +46,10 @@ pub struct PushManager {
     policy: Arc<SsrfPolicy>,
     client: reqwest::Client,
     workers: Mutex<HashMap<Uuid, JoinHandle<()>>>,
+    /// Relay workers by queue id (see [`relay`]).
+    relays: Mutex<HashMap<Uuid, JoinHandle<()>>>,
+    /// The RSA key pushed requests are signed with, loaded on first use.
+    signer: tokio::sync::OnceCell<Arc<signing::RsaSigner>>,
 }
 
 impl PushManager {
@@ -59,7 +65,15 @@ impl PushManager {
             .user_agent(concat!("qgate-push/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the push HTTP client builds");
-        Arc::new(PushManager { broker, cfg, policy, client, workers: Mutex::new(HashMap::new()) })
+        Arc::new(PushManager {
+            broker,
+            cfg,
+            policy,
+            client,
+            workers: Mutex::new(HashMap::new()),
+            relays: Mutex::new(HashMap::new()),
+            signer: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// Starts a worker for every stored subscription (server start).
@@ -107,9 +121,20 @@ impl PushManager {
         });
     }
 
+    /// The shared RSA signing key (loaded, or created, on first use).
+    pub async fn rsa_signer(&self) -> Result<Arc<signing::RsaSigner>, CoreError> {
+        self.signer
+            .get_or_try_init(|| async { signing::RsaSigner::load_or_create(&self.broker).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
     /// Stops every worker (shutdown).
     pub fn shutdown(&self) {
         for (_, h) in self.workers.lock().drain() {
+            h.abort();
+        }
+        for (_, h) in self.relays.lock().drain() {
             h.abort();
         }
     }

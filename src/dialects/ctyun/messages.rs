@@ -121,7 +121,7 @@ fn items(ctx: &Ctx, q: &Queue, group_id: &str, rule: Option<&TagRule>, got: &[De
                     "message": {
                         "body": body_value(d.meta.kind, &d.body.body),
                         "attributes": attributes_value(&d.body.attributes),
-                        "tags": d.meta.tags,
+                        "tags": d.meta.user_tags(),
                     },
                 })
             })

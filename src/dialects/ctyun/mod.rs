@@ -292,6 +292,10 @@ fn namespace(st: &AppState, tenant: &Tenant, params: &Params) -> Result<(String,
     if sub.ends_with(':') {
         return Err(CtError::malformed("customInfo.identity 缺少 crmBizId / accountId"));
     }
+    // Control characters are reserved for internal namespaces (see the tenant name rule).
+    if sub.chars().any(char::is_control) {
+        return Err(CtError::malformed("customInfo.identity 含有控制字符"));
+    }
     let ns = format!("{}/{sub}", tenant.name);
     let pid = derived_project_id(&ns);
     Ok((ns, pid))

@@ -118,9 +118,9 @@ fn items(got: &[Delivery]) -> Value {
                     "message": {
                         "body": body_value(d.meta.kind, &d.body.body),
                         "attributes": attributes_value(&d.body.attributes),
-                        "tags": d.meta.tags,
+                        "tags": d.meta.user_tags(),
                     },
-                    "tags": d.meta.tags,
+                    "tags": d.meta.user_tags(),
                     "handler": d.handle,
                 })
             })

@@ -6,18 +6,23 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use crate::core::model::{DeadLetter, DeadLetterTarget, DeadReason, Delivery, GroupStats, QueueKind, QueueRecord};
+use crate::core::model::{
+    DEFAULT_PRIORITY, DeadLetter, DeadLetterTarget, DeadReason, Delivery, GroupStats, QueueKind, QueueRecord,
+};
 use crate::core::{Broker, Millis};
 use crate::json::{body_value, rfc3339};
 
-/// infrai priority (16 first) → core priority (1 first).
+/// infrai priority (16 first) → core priority (1 first): mirrored, except that the two
+/// defaults meet (infrai 8 is core 8, the MNS default), so a message sent with one dialect's
+/// default priority shows the other's default. The price: infrai 9 is core 8 too.
 pub fn to_core_priority(p: i64) -> u8 {
-    (17 - p) as u8
+    if p == 8 { DEFAULT_PRIORITY } else { (17 - p) as u8 }
 }
 
-/// core priority → infrai priority.
+/// core priority → infrai priority; core 8 (the MNS default) is infrai 8 (its default), and
+/// core 9 shows as 8 too.
 pub fn from_core_priority(p: u8) -> i64 {
-    17 - p as i64
+    if p == DEFAULT_PRIORITY { 8 } else { 17 - p as i64 }
 }
 
 /// Retention in days as infrai shows it (a whole number when it is one).
@@ -99,4 +104,22 @@ pub fn encode_cursor(pos: &str) -> String {
 
 pub fn decode_cursor(c: &str) -> Option<String> {
     URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_meet_and_order_is_kept() {
+        assert_eq!(to_core_priority(8), DEFAULT_PRIORITY);
+        assert_eq!(from_core_priority(DEFAULT_PRIORITY), 8);
+        assert_eq!((to_core_priority(16), to_core_priority(1)), (1, 16));
+        assert_eq!((from_core_priority(1), from_core_priority(16)), (16, 1));
+        // Higher infrai priority is never later in the core.
+        for p in 1..16 {
+            assert!(to_core_priority(p + 1) <= to_core_priority(p), "{p}");
+            assert!(from_core_priority(p as u8 + 1) <= from_core_priority(p as u8), "{p}");
+        }
+    }
 }

@@ -7,6 +7,9 @@ use axum::response::Response;
 
 use super::error::{MnsError, xml_response};
 use super::queues::lookup;
+use base64::Engine as _;
+
+use super::properties;
 use super::xml::{Element, Writer, parse};
 use super::{Ctx, empty};
 use crate::core::model::{DEFAULT_GROUP, Delivery, NewMessage, Peeked};
@@ -20,12 +23,13 @@ const MAX_POLL_MS: u64 = 29_500;
 const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// Upper-case hex MD5 of the body text, as MNS reports it.
-fn body_md5(body: &[u8]) -> String {
+pub fn body_md5(body: &[u8]) -> String {
     hex::encode_upper(crate::auth::crypto::md5(body))
 }
 
-/// One `<Message>` of a send request, validated against the queue's limits.
-fn message_of(e: &Element, max_size: u64) -> Result<NewMessage, MnsError> {
+/// One `<Message>` of a send request, validated against the queue's limits. With base64
+/// bodies (the tenant's `mns_body_encoding`), a body that decodes is stored decoded.
+fn message_of(e: &Element, max_size: u64, base64_bodies: bool) -> Result<NewMessage, MnsError> {
     let body = e.child("MessageBody").map(|b| b.text.as_str()).unwrap_or("");
     if body.is_empty() || body.len() as u64 > max_size {
         return Err(MnsError::range("MessageBody", 1, max_size, "bytes"));
@@ -41,11 +45,31 @@ fn message_of(e: &Element, max_size: u64) -> Result<NewMessage, MnsError> {
     };
     let delay = num("DelaySeconds", 0, 604_800, "seconds")?;
     let priority = num("Priority", 1, 16, "")?;
+    let attributes = properties::read(e)?;
+    let order_key = properties::group_id(e)?;
+    let stored = if base64_bodies { decode_body(body) } else { body.as_bytes().to_vec() };
     Ok(NewMessage {
         priority: priority.map(|p| p as u8),
         delay_ms: delay.map(|d| d * 1000),
-        ..NewMessage::text(body.as_bytes().to_vec())
+        attributes,
+        order_key,
+        ..NewMessage::text(stored)
     })
+}
+
+/// A body the SDK base64-encoded, decoded; one that does not decode is kept as sent (and is
+/// encoded again on the way out, so MNS consumers still get back what was sent).
+fn decode_body(body: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap_or_else(|_| body.as_bytes().to_vec())
+}
+
+/// The MessageBody text of a stored body.
+fn body_text(body: &[u8], base64_bodies: bool) -> String {
+    if base64_bodies {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    }
 }
 
 /// `POST` — `<Message>` (SendMessage) or `<Messages>` (BatchSendMessage).
@@ -55,8 +79,8 @@ pub async fn send(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
     let max_size = q.record().config.max_message_bytes;
     match root.name.as_str() {
         "Message" => {
-            let msg = message_of(&root, max_size)?;
-            let md5 = body_md5(&msg.body);
+            let msg = message_of(&root, max_size, ctx.tenant.mns_base64_bodies)?;
+            let md5 = body_md5(body_of(&root).as_bytes());
             let meta = ctx.st.broker.publish(&q, vec![msg]).await?.remove(0);
             let mut w = Writer::new("Message");
             w.leaf("MessageId", meta.id.to_string()).leaf("MessageBodyMD5", md5);
@@ -80,9 +104,11 @@ async fn batch_send(ctx: &Ctx, q: &crate::core::Queue, root: &Element, max_size:
         return Err(MnsError::range("the total size of the message bodies", 1, MAX_BATCH_BYTES as u64, "bytes"));
     }
     // Valid entries are sent (together, atomically); invalid ones are reported in place.
-    let checked: Vec<Result<NewMessage, MnsError>> = entries.iter().map(|e| message_of(e, max_size)).collect();
+    let b64 = ctx.tenant.mns_base64_bodies;
+    let checked: Vec<Result<NewMessage, MnsError>> = entries.iter().map(|e| message_of(e, max_size, b64)).collect();
     let good: Vec<NewMessage> = checked.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
-    let md5s: Vec<String> = good.iter().map(|m| body_md5(&m.body)).collect();
+    let md5s: Vec<String> =
+        entries.iter().zip(&checked).filter(|(_, r)| r.is_ok()).map(|(e, _)| body_md5(body_of(e).as_bytes())).collect();
     let metas = if good.is_empty() { Vec::new() } else { ctx.st.broker.publish(q, good).await? };
     let mut sent = metas.iter().zip(md5s);
     let mut w = Writer::new("Messages");
@@ -105,28 +131,36 @@ async fn batch_send(ctx: &Ctx, q: &crate::core::Queue, root: &Element, max_size:
     Ok(xml_response(status, w.finish()))
 }
 
-fn write_delivery(w: &mut Writer, d: &Delivery) {
-    let body = &d.body.body;
+/// The MessageBody text of a request entry, as sent.
+fn body_of(e: &Element) -> &str {
+    e.child("MessageBody").map(|b| b.text.as_str()).unwrap_or("")
+}
+
+fn write_delivery(w: &mut Writer, d: &Delivery, b64: bool) {
+    let body = body_text(&d.body.body, b64);
     w.leaf("MessageId", d.meta.id.to_string())
         .leaf("ReceiptHandle", &d.handle)
-        .leaf("MessageBodyMD5", body_md5(body))
-        .leaf("MessageBody", String::from_utf8_lossy(body))
+        .leaf("MessageBodyMD5", body_md5(body.as_bytes()))
+        .leaf("MessageBody", &body)
         .leaf("EnqueueTime", d.meta.enqueued_at.to_string())
         .leaf("NextVisibleTime", d.lease_until.to_string())
         .leaf("FirstDequeueTime", d.first_delivered_at.to_string())
         .leaf("DequeueCount", d.deliveries.to_string())
-        .leaf("Priority", d.meta.priority.to_string());
+        .leaf("Priority", d.meta.priority.to_string())
+        .leaf("MessageGroupId", d.meta.order_key().unwrap_or_default());
+    properties::write(w, &d.body.attributes);
 }
 
-fn write_peeked(w: &mut Writer, p: &Peeked) {
-    let body = &p.body.body;
+fn write_peeked(w: &mut Writer, p: &Peeked, b64: bool) {
+    let body = body_text(&p.body.body, b64);
     w.leaf("MessageId", p.meta.id.to_string())
-        .leaf("MessageBodyMD5", body_md5(body))
-        .leaf("MessageBody", String::from_utf8_lossy(body))
+        .leaf("MessageBodyMD5", body_md5(body.as_bytes()))
+        .leaf("MessageBody", &body)
         .leaf("EnqueueTime", p.meta.enqueued_at.to_string())
         .leaf("FirstDequeueTime", p.first_delivered_at.unwrap_or(p.meta.enqueued_at).to_string())
         .leaf("DequeueCount", p.deliveries.to_string())
         .leaf("Priority", p.meta.priority.to_string());
+    properties::write(w, &p.body.attributes);
 }
 
 /// `GET` — receive (`waitseconds`), batch receive (`numOfMessages`), peek (`peekonly=true`).
@@ -161,6 +195,7 @@ pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
     // The Node SDK gives up on a socket idle for 30 s: answer a 30 s poll a little earlier.
     let wait = Some(wait.unwrap_or(q.record().config.polling_wait_secs * 1000).min(MAX_POLL_MS));
     let n = batch.unwrap_or(1);
+    let b64 = ctx.tenant.mns_base64_bodies;
     if peek {
         let got = ctx.st.broker.peek(&q, DEFAULT_GROUP, n).await?;
         if got.is_empty() {
@@ -170,13 +205,13 @@ pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
             let mut w = Writer::new("Messages");
             for p in &got {
                 w.open("Message");
-                write_peeked(&mut w, p);
+                write_peeked(&mut w, p, b64);
                 w.close();
             }
             xml_response(StatusCode::OK, w.finish())
         } else {
             let mut w = Writer::new("Message");
-            write_peeked(&mut w, &got[0]);
+            write_peeked(&mut w, &got[0], b64);
             xml_response(StatusCode::OK, w.finish())
         });
     }
@@ -189,13 +224,13 @@ pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
         let mut w = Writer::new("Messages");
         for d in &got {
             w.open("Message");
-            write_delivery(&mut w, d);
+            write_delivery(&mut w, d, b64);
             w.close();
         }
         xml_response(StatusCode::OK, w.finish())
     } else {
         let mut w = Writer::new("Message");
-        write_delivery(&mut w, &got[0]);
+        write_delivery(&mut w, &got[0], b64);
         xml_response(StatusCode::OK, w.finish())
     })
 }

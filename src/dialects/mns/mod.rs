@@ -8,10 +8,16 @@
 //! ([`sign`]), then dispatches to [`queues`] or [`messages`]. Every response carries
 //! `x-mns-request-id` and `x-mns-version`; every failure is [`error::MnsError`] XML.
 
+pub mod account;
 pub mod error;
 pub mod messages;
+pub mod notify;
+pub mod properties;
+pub mod publish;
 pub mod queues;
 pub mod sign;
+pub mod subscriptions;
+pub mod topics;
 pub mod xml;
 
 use std::sync::Arc;
@@ -38,15 +44,42 @@ pub const VERSION: &str = "2015-06-06";
 const MAX_REQUEST: u64 = 2 * 1024 * 1024;
 
 /// Whether a path belongs to MNS (for the server's fallbacks).
+/// `/` too: the account attributes (`?accountmeta=true`) live there.
 pub fn owns(path: &str) -> bool {
-    path == "/queues" || path.starts_with("/queues/") || path == "/topics" || path.starts_with("/topics/")
+    path == "/"
+        || path == "/queues"
+        || path.starts_with("/queues/")
+        || path == "/topics"
+        || path.starts_with("/topics/")
+        || path == notify::CERT_PATH
 }
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", any(handle))
         .route("/queues", any(handle))
         .route("/queues/{queue}", any(handle))
         .route("/queues/{queue}/messages", any(handle))
+        .route("/topics", any(handle))
+        .route("/topics/{topic}", any(handle))
+        .route("/topics/{topic}/messages", any(handle))
+        .route("/topics/{topic}/subscriptions", any(handle))
+        .route("/topics/{topic}/subscriptions/{subscription}", any(handle))
+        .route(notify::CERT_PATH, axum::routing::get(certificate))
+}
+
+/// The certificate HTTP notifications are verified with: public, so no signature.
+async fn certificate(State(st): State<AppState>, req: Request) -> Response {
+    operation("GetSigningCertificate");
+    let host = endpoint(req.headers().get(HOST_HEADER));
+    HOST.scope(host, async move {
+        let resp = match notify::certificate(&st).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        stamp(resp)
+    })
+    .await
 }
 
 /// A decoded, authenticated MNS request.
@@ -127,14 +160,42 @@ enum Route {
     ReceiveMessage(String),
     DeleteMessage(String),
     ChangeMessageVisibility(String),
+    GetAccountAttributes,
+    SetAccountAttributes,
+    ListTopic,
+    CreateTopic(String),
+    SetTopicAttributes(String),
+    GetTopicAttributes(String),
+    DeleteTopic(String),
+    PublishMessage(String),
+    ListSubscriptionByTopic(String),
+    Subscribe(String, String),
+    SetSubscriptionAttributes(String, String),
+    GetSubscriptionAttributes(String, String),
+    Unsubscribe(String, String),
 }
 
 impl Route {
     /// The route of a request: decoded path segments, method, and whether `?metaoverride=true`.
-    fn of(segments: &[String], method: &Method, meta_override: bool) -> Option<Route> {
+    fn of(segments: &[String], method: &Method, meta_override: bool, account_meta: bool) -> Option<Route> {
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let name = |n: &str| n.to_string();
         Some(match (segs.as_slice(), method) {
+            ([""], &Method::GET) if account_meta => Route::GetAccountAttributes,
+            ([""], &Method::PUT) if account_meta => Route::SetAccountAttributes,
+            (["topics"], &Method::GET) => Route::ListTopic,
+            (["topics", t], &Method::PUT) if meta_override => Route::SetTopicAttributes(name(t)),
+            (["topics", t], &Method::PUT) => Route::CreateTopic(name(t)),
+            (["topics", t], &Method::GET) => Route::GetTopicAttributes(name(t)),
+            (["topics", t], &Method::DELETE) => Route::DeleteTopic(name(t)),
+            (["topics", t, "messages"], &Method::POST) => Route::PublishMessage(name(t)),
+            (["topics", t, "subscriptions"], &Method::GET) => Route::ListSubscriptionByTopic(name(t)),
+            (["topics", t, "subscriptions", s], &Method::PUT) if meta_override => {
+                Route::SetSubscriptionAttributes(name(t), name(s))
+            }
+            (["topics", t, "subscriptions", s], &Method::PUT) => Route::Subscribe(name(t), name(s)),
+            (["topics", t, "subscriptions", s], &Method::GET) => Route::GetSubscriptionAttributes(name(t), name(s)),
+            (["topics", t, "subscriptions", s], &Method::DELETE) => Route::Unsubscribe(name(t), name(s)),
             (["queues"], &Method::GET) => Route::ListQueue,
             (["queues", q], &Method::PUT) if meta_override => Route::SetQueueAttributes(name(q)),
             (["queues", q], &Method::PUT) => Route::CreateQueue(name(q)),
@@ -160,6 +221,19 @@ impl Route {
             Route::ReceiveMessage(_) => "ReceiveMessage",
             Route::DeleteMessage(_) => "DeleteMessage",
             Route::ChangeMessageVisibility(_) => "ChangeMessageVisibility",
+            Route::GetAccountAttributes => "GetAccountAttributes",
+            Route::SetAccountAttributes => "SetAccountAttributes",
+            Route::ListTopic => "ListTopic",
+            Route::CreateTopic(_) => "CreateTopic",
+            Route::SetTopicAttributes(_) => "SetTopicAttributes",
+            Route::GetTopicAttributes(_) => "GetTopicAttributes",
+            Route::DeleteTopic(_) => "DeleteTopic",
+            Route::PublishMessage(_) => "PublishMessage",
+            Route::ListSubscriptionByTopic(_) => "ListSubscriptionByTopic",
+            Route::Subscribe(..) => "Subscribe",
+            Route::SetSubscriptionAttributes(..) => "SetSubscriptionAttributes",
+            Route::GetSubscriptionAttributes(..) => "GetSubscriptionAttributes",
+            Route::Unsubscribe(..) => "Unsubscribe",
         }
     }
 }
@@ -183,9 +257,10 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
         .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let meta_override = query.iter().any(|(k, v)| k == "metaoverride" && v.eq_ignore_ascii_case("true"));
+    let account_meta = query.iter().any(|(k, v)| k == "accountmeta" && v.eq_ignore_ascii_case("true"));
     // Named before anything can fail, so refused requests are named too; an unknown route is
     // refused only after authentication, as the service does.
-    let route = Route::of(&segments, &parts.method, meta_override);
+    let route = Route::of(&segments, &parts.method, meta_override, account_meta);
     operation(route.as_ref().map_or("unknown", Route::name));
     // The signature covers headers only: checked before the body is read, so an
     // unauthenticated client cannot make the server buffer a body; Content-MD5 after it.
@@ -207,6 +282,19 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
         Route::ReceiveMessage(q) => messages::receive(&ctx, q).await,
         Route::DeleteMessage(q) => messages::delete(&ctx, q).await,
         Route::ChangeMessageVisibility(q) => messages::change_visibility(&ctx, q).await,
+        Route::GetAccountAttributes => account::get_attributes(&ctx).await,
+        Route::SetAccountAttributes => account::set_attributes(&ctx).await,
+        Route::ListTopic => topics::list(&ctx).await,
+        Route::CreateTopic(t) => topics::create(&ctx, t).await,
+        Route::SetTopicAttributes(t) => topics::set_attributes(&ctx, t).await,
+        Route::GetTopicAttributes(t) => topics::get_attributes(&ctx, t).await,
+        Route::DeleteTopic(t) => topics::delete(&ctx, t).await,
+        Route::PublishMessage(t) => publish::publish(&ctx, t).await,
+        Route::ListSubscriptionByTopic(t) => subscriptions::list(&ctx, t).await,
+        Route::Subscribe(t, s) => subscriptions::subscribe(&ctx, t, s).await,
+        Route::SetSubscriptionAttributes(t, s) => subscriptions::set_attributes(&ctx, t, s).await,
+        Route::GetSubscriptionAttributes(t, s) => subscriptions::get_attributes(&ctx, t, s).await,
+        Route::Unsubscribe(t, s) => subscriptions::unsubscribe(&ctx, t, s).await,
     }
 }
 
@@ -223,7 +311,7 @@ mod tests {
     fn routes_and_names() {
         let r = |path: &str, m: Method, meta: bool| {
             let segs: Vec<String> = path.split('/').skip(1).map(str::to_string).collect();
-            Route::of(&segs, &m, meta).map(|r| r.name())
+            Route::of(&segs, &m, meta, false).map(|r| r.name())
         };
         assert_eq!(r("/queues", Method::GET, false), Some("ListQueue"));
         assert_eq!(r("/queues/q", Method::PUT, false), Some("CreateQueue"));
@@ -234,6 +322,21 @@ mod tests {
         assert_eq!(r("/queues/q/messages", Method::GET, false), Some("ReceiveMessage"));
         assert_eq!(r("/queues/q/messages", Method::DELETE, false), Some("DeleteMessage"));
         assert_eq!(r("/queues/q/messages", Method::PUT, false), Some("ChangeMessageVisibility"));
+        assert_eq!(r("/topics", Method::GET, false), Some("ListTopic"));
+        assert_eq!(r("/topics/t", Method::PUT, false), Some("CreateTopic"));
+        assert_eq!(r("/topics/t", Method::PUT, true), Some("SetTopicAttributes"));
+        assert_eq!(r("/topics/t", Method::GET, false), Some("GetTopicAttributes"));
+        assert_eq!(r("/topics/t", Method::DELETE, false), Some("DeleteTopic"));
+        assert_eq!(r("/topics/t/messages", Method::POST, false), Some("PublishMessage"));
+        assert_eq!(r("/topics/t/subscriptions", Method::GET, false), Some("ListSubscriptionByTopic"));
+        assert_eq!(r("/topics/t/subscriptions/s", Method::PUT, false), Some("Subscribe"));
+        assert_eq!(r("/topics/t/subscriptions/s", Method::PUT, true), Some("SetSubscriptionAttributes"));
+        assert_eq!(r("/topics/t/subscriptions/s", Method::GET, false), Some("GetSubscriptionAttributes"));
+        assert_eq!(r("/topics/t/subscriptions/s", Method::DELETE, false), Some("Unsubscribe"));
+        assert_eq!(r("/", Method::GET, false), None, "the root is only the account");
+        let segs = vec![String::new()];
+        assert_eq!(Route::of(&segs, &Method::GET, false, true).map(|r| r.name()), Some("GetAccountAttributes"));
+        assert_eq!(Route::of(&segs, &Method::PUT, false, true).map(|r| r.name()), Some("SetAccountAttributes"));
         assert_eq!(r("/queues", Method::POST, false), None);
         assert_eq!(r("/queues/q/other", Method::GET, false), None);
     }

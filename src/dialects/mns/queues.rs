@@ -105,22 +105,56 @@ pub fn mns_defaults() -> QueueConfig {
 
 /// Queue names: letters, digits and `-`, starting with a letter or digit, 1-256 characters.
 pub fn check_name(name: &str) -> Result<(), MnsError> {
+    check_resource_name(name, "QueueNameLengthError", "InvalidQueueName", "queue")
+}
+
+/// The naming rule queues, topics and subscriptions share, with each kind's error codes.
+pub fn check_resource_name(
+    name: &str,
+    length_code: &'static str,
+    invalid_code: &'static str,
+    kind: &str,
+) -> Result<(), MnsError> {
     if name.is_empty() || name.len() > 256 {
         return Err(MnsError::new(
             StatusCode::BAD_REQUEST,
-            "QueueNameLengthError",
-            "The length of queue name should be between 1 and 256.",
+            length_code,
+            format!("The length of {kind} name should be between 1 and 256."),
         ));
     }
     let ok = name.as_bytes()[0].is_ascii_alphanumeric() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !ok {
         return Err(MnsError::new(
             StatusCode::BAD_REQUEST,
-            "InvalidQueueName",
-            "The queue name you provided is invalid.",
+            invalid_code,
+            format!("The {kind} name you provided is invalid."),
         ));
     }
     Ok(())
+}
+
+/// The paging headers of the List operations.
+pub struct ListParams {
+    pub prefix: String,
+    pub marker: Option<String>,
+    pub limit: usize,
+    pub with_meta: bool,
+}
+
+/// Reads `x-mns-prefix`, `x-mns-marker`, `x-mns-ret-number` (1–1000, default 1000) and
+/// `x-mns-with-meta`.
+pub fn list_params(ctx: &Ctx) -> Result<ListParams, MnsError> {
+    let prefix = ctx.header("x-mns-prefix").unwrap_or("").trim().to_string();
+    let marker = ctx.header("x-mns-marker").map(str::trim).filter(|m| !m.is_empty()).map(str::to_string);
+    let limit = match ctx.header("x-mns-ret-number").map(str::trim) {
+        None | Some("") => 1000,
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(MnsError::range("x-mns-ret-number", 1, 1000, "")),
+        },
+    };
+    let with_meta = ctx.header("x-mns-with-meta").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    Ok(ListParams { prefix, marker, limit, with_meta })
 }
 
 fn queue_url(name: &str) -> String {
@@ -204,16 +238,7 @@ pub async fn delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
 
 /// `GET /queues` with `x-mns-prefix`, `x-mns-marker`, `x-mns-ret-number`, `x-mns-with-meta`.
 pub async fn list(ctx: &Ctx) -> Result<Response, MnsError> {
-    let prefix = ctx.header("x-mns-prefix").unwrap_or("").trim().to_string();
-    let marker = ctx.header("x-mns-marker").map(str::trim).filter(|m| !m.is_empty()).map(str::to_string);
-    let limit = match ctx.header("x-mns-ret-number").map(str::trim) {
-        None | Some("") => 1000,
-        Some(n) => match n.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => return Err(MnsError::range("x-mns-ret-number", 1, 1000, "")),
-        },
-    };
-    let with_meta = ctx.header("x-mns-with-meta").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let ListParams { prefix, marker, limit, with_meta } = list_params(ctx)?;
     let (queues, more) = ctx.st.broker.list_queues(&ctx.tenant.name, &prefix, marker.as_deref(), limit).await?;
     let mut w = Writer::new("Queues");
     for q in &queues {

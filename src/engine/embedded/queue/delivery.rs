@@ -1,7 +1,12 @@
 //! Publishing and delivering: publish, receive (with tag rules and FIFO head-of-line), peek,
 //! and settling a delivery (ack, nack, change visibility, dead-letter now).
 
+use std::collections::HashSet;
+
 use super::*;
+
+/// Most messages of busy ordering keys one receive passes over before it stops looking.
+const MAX_PASSED_OVER: usize = 10_000;
 
 impl QueueState {
     /// Appends messages (all or none). The caller syncs the store before answering.
@@ -19,6 +24,11 @@ impl QueueState {
             if m.tags.len() > MAX_TAGS {
                 return Err(CoreError::InvalidArgument(format!("message {i} has more than {MAX_TAGS} tags")));
             }
+            if m.tags.iter().any(|t| t.starts_with(RESERVED_TAG)) {
+                return Err(CoreError::InvalidArgument(format!(
+                    "message {i} has a tag starting with a control character"
+                )));
+            }
             if let Some(p) = m.priority
                 && !(1..=16).contains(&p)
             {
@@ -27,8 +37,11 @@ impl QueueState {
         }
         let mut seq = self.last_seq;
         let mut records = Vec::with_capacity(msgs.len());
-        for m in msgs {
+        for mut m in msgs {
             seq += 1;
+            if let Some(k) = m.order_key.take() {
+                m.tags.push(format!("{ORDER_TAG}{k}"));
+            }
             let delay = m.delay_ms.unwrap_or(cfg.delay_secs.saturating_mul(1000));
             let meta = MessageMeta {
                 seq,
@@ -95,12 +108,29 @@ impl QueueState {
         };
         let mut chosen = Vec::new();
         let mut bytes = 0u64;
+        // Ordering keys with a delivery in flight (or chosen in this pass): their later messages
+        // wait. Computed on the first keyed message met, so queues without keys never pay.
+        let mut busy: Option<HashSet<&str>> = None;
+        let mut passed_over = 0usize;
         for (pkey, seq) in g.ready.iter() {
             if chosen.len() >= opts.max {
                 break;
             }
             if block.is_some_and(|b| seq > b) {
                 break;
+            }
+            if let Some(key) = self.msgs.get(&seq).and_then(|m| m.order_key()) {
+                let busy = busy.get_or_insert_with(|| {
+                    g.leases.keys().filter_map(|s| self.msgs.get(s).and_then(|m| m.order_key())).collect()
+                });
+                if !busy.insert(key) {
+                    // Bounded: a receive never scans a whole deep queue of one busy key.
+                    passed_over += 1;
+                    if passed_over > MAX_PASSED_OVER {
+                        break;
+                    }
+                    continue;
+                }
             }
             let size = self.msgs.get(&seq).map_or(0, |m| m.size as u64);
             if let Some(limit) = opts.max_bytes
