@@ -59,9 +59,16 @@ impl Target {
 
     /// MNS fan-out: a topic `name` with `n` queue subscriptions (SIMPLIFIED, so each queue gets
     /// the body as published).
-    pub async fn setup_fanout(conn: &mut Conn, host: &str, creds: &Creds, name: &str, n: usize) -> Result<Target, String> {
+    pub async fn setup_fanout(
+        conn: &mut Conn,
+        host: &str,
+        creds: &Creds,
+        name: &str,
+        n: usize,
+    ) -> Result<Target, String> {
         let mut t = Target::named(Kind::Mns, host, creds, name);
-        let topic = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Topic xmlns=\"http://mns.aliyuncs.com/doc/v1/\"/>".to_string();
+        let topic =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Topic xmlns=\"http://mns.aliyuncs.com/doc/v1/\"/>".to_string();
         let a = conn.call(t.mns("PUT", &format!("/topics/{name}"), Some(topic))).await?;
         if a.status != 201 {
             return Err(fail("create topic", &a));
@@ -201,4 +208,3 @@ impl Target {
 pub(super) fn fail(what: &str, a: &super::super::conn::Answer) -> String {
     format!("{what}: {} {}", a.status, String::from_utf8_lossy(&a.body))
 }
-

@@ -30,7 +30,8 @@ pub async fn get_attributes(ctx: &Ctx) -> Result<Response, MnsError> {
         Err(e) => return Err(e.into()),
     };
     let mut w = Writer::new("Account");
-    w.leaf("LoggingBucket", bucket.unwrap_or_default());
+    // Present even when unset: the Python SDK requires the element (an empty one reads as "").
+    w.leaf_kept("LoggingBucket", bucket.unwrap_or_default());
     Ok(xml_response(StatusCode::OK, w.finish()))
 }
 

@@ -154,14 +154,21 @@ impl Writer {
     pub fn leaf(&mut self, name: &str, text: impl AsRef<str>) -> &mut Self {
         let text = text.as_ref();
         if !text.is_empty() {
-            self.out.push('<');
-            self.out.push_str(name);
-            self.out.push('>');
-            self.out.push_str(&quick_xml::escape::escape(text));
-            self.out.push_str("</");
-            self.out.push_str(name);
-            self.out.push('>');
+            self.leaf_kept(name, text);
         }
+        self
+    }
+
+    /// A leaf written even when its text is empty (`<X></X>`), for the one element an SDK
+    /// requires to be present whatever its value (GetAccountAttributes' LoggingBucket).
+    pub fn leaf_kept(&mut self, name: &str, text: impl AsRef<str>) -> &mut Self {
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+        self.out.push_str(&quick_xml::escape::escape(text.as_ref()));
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push('>');
         self
     }
 
