@@ -514,6 +514,28 @@ async fn properties_and_group_ids_round_trip_and_cross_dialects() {
     assert!(r.body.contains("<Name>bin</Name><Value>eHl6</Value><Type>BINARY</Type>"), "{}", r.body);
     assert!(r.body.contains("<Name>flag</Name><Value>true</Value><Type>BOOLEAN</Type>"));
     assert!(r.body.contains("<Name>s</Name><Value>str</Value><Type>STRING</Type>"));
+    // Through DMS the properties are the message's typed attributes, and a DMS attribute comes
+    // back through MNS typed.
+    let dms = common::dms::DmsClient::new(&s.base, "test-ak", "test-sk", "0123456789abcdef0123456789abcdef", &s.clock);
+    let list = dms.call("GET", "/queues", &[], None).await;
+    let qid = list.body["queues"].as_array().unwrap().iter().find(|q| q["name"] == "props").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let g = dms
+        .call("POST", &format!("/queues/{qid}/groups"), &[], Some(&serde_json::json!({"groups": [{"name": "g"}]})))
+        .await;
+    let gid = g.body["groups"][0]["id"].as_str().unwrap().to_string();
+    let dms_send =
+        serde_json::json!({"messages": [{"body": "from dms", "attributes": {"count": 3, "ok": false, "who": "dms"}}]});
+    assert_eq!(dms.call("POST", &format!("/queues/{qid}/messages"), &[], Some(&dms_send)).await.status, 201);
+    let got = dms.call("GET", &format!("/queues/{qid}/groups/{gid}/messages"), &[("max_msgs", "10")], None).await;
+    let first = &got.body[0]["message"]["attributes"];
+    assert_eq!(first["n"], 7, "{}", got.body);
+    assert_eq!(first["flag"], true);
+    assert_eq!(first["s"], "str");
+    assert_eq!(first["bin"], serde_json::json!({"$binary": "eHl6"}));
+    assert_eq!(first["mns.system.traceparent"], "00-abc-def-01");
     // A bad property is refused with nothing stored.
     let bad = format!(
         "<Message {NS}><MessageBody>b</MessageBody><UserProperties><PropertyValue><Name>n</Name><Value>x</Value><Type>NUMBER</Type></PropertyValue></UserProperties></Message>"
@@ -533,14 +555,17 @@ async fn properties_and_group_ids_round_trip_and_cross_dialects() {
     assert_eq!(r.status(), 201);
     // Priorities: infrai's default (8) is MNS's default (8).
     s.clock.advance(Duration::from_secs(31));
-    let mut seen = Vec::new();
-    for _ in 0..2 {
-        let r = receive(&m, "props").await;
-        if r.status == 200 {
-            seen.push((r.root().text_of("MessageBody"), r.root().text_of("Priority")));
-        }
-    }
-    assert!(seen.iter().any(|(b, p)| b == "{\"k\":1}" && p == "8"), "{seen:?}");
+    let r = m.get("/queues/props/messages?numOfMessages=16").await;
+    let seen: Vec<(String, String)> =
+        r.root().children.iter().map(|c| (c.text_of("MessageBody"), c.text_of("Priority"))).collect();
+    assert_eq!(
+        seen,
+        [("body".into(), "8".into()), ("\"from dms\"".into(), "8".into()), ("{\"k\":1}".into(), "8".into())],
+        "in send order, every default priority 8"
+    );
+    assert!(r.body.contains("<Name>count</Name><Value>3</Value><Type>NUMBER</Type>"), "{}", r.body);
+    assert!(r.body.contains("<Name>ok</Name><Value>false</Value><Type>BOOLEAN</Type>"));
+    assert!(r.body.contains("<Name>who</Name><Value>dms</Value><Type>STRING</Type>"));
     s.stop().await.unwrap();
 }
 
