@@ -340,7 +340,10 @@ pub async fn subscribe(ctx: &Ctx, topic_name: &str, name: &str) -> Result<Respon
     let status = match created {
         CreateOutcome::Created(rec) => {
             if matches!(endpoint, Endpoint::Http(_)) {
-                super::notify::start(&ctx.st, &ctx.tenant.name, &ctx.tenant.mns_account, rec.id).await;
+                // In the background: the first HTTP subscription creates the signing key, which
+                // takes a moment the Subscribe answer need not wait for.
+                let (st, tenant, account) = (ctx.st.clone(), ctx.tenant.name.clone(), ctx.tenant.mns_account.clone());
+                tokio::spawn(async move { super::notify::start(&st, &tenant, &account, rec.id).await });
             }
             StatusCode::CREATED
         }
