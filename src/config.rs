@@ -37,9 +37,41 @@ pub struct Config {
     pub dms: DmsConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// True for the embedded default (the server then prints the demo credentials).
     #[serde(skip)]
     pub embedded_default: bool,
+}
+
+/// The admin listener: metrics, the admin API and the console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens; `""` disables it.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// Bearer tokens of the admin API and console.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// `/metrics` without a token.
+    #[serde(default)]
+    pub metrics_public: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: default_admin_listen(), tokens: Vec::new(), metrics_public: false }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9180".into()
+}
+
+/// A fresh admin token (`adm_` and 32 hex digits), for the embedded default.
+pub fn generated_admin_token() -> String {
+    format!("adm_{}", hex::encode(rand::random::<[u8; 16]>()))
 }
 
 /// A tenant: a namespace of queues and the credentials that act in it.
@@ -401,6 +433,7 @@ impl Config {
             ctyun: CtyunConfig::default(),
             dms: DmsConfig::default(),
             http: HttpConfig::default(),
+            admin: AdminConfig { tokens: vec![generated_admin_token()], ..AdminConfig::default() },
             embedded_default: true,
         }
     }
@@ -432,6 +465,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.admin.tokens.iter().any(|t| t.trim().len() < 16) {
+            return Err("[admin] tokens must be at least 16 characters".into());
+        }
         let mut names = HashSet::new();
         let mut bearers = HashSet::new();
         let mut aks = HashSet::new();

@@ -12,10 +12,12 @@
 //! delivered by [`push`]; [`http`] holds the plumbing every dialect shares; [`json`] the JSON
 //! renderings of core records that several of them (and push) share; [`state`] is what
 //! every handler reaches (the server builds it, the dialects only use it); [`bench`] is the
-//! load generator behind `qgate bench`.
+//! load generator behind `qgate bench`; [`admin`] the admin listener (the admin API, the web
+//! console, `qgate admin`) and [`metrics`] its Prometheus endpoint.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod bench;
 pub mod config;
@@ -25,6 +27,7 @@ pub mod engine;
 pub mod http;
 pub mod json;
 pub mod listener;
+pub mod metrics;
 pub mod push;
 pub mod server;
 pub mod state;

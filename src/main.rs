@@ -30,6 +30,8 @@ enum Command {
     },
     /// Load-test a running qgate through its dialects (see BENCHMARKS.md).
     Bench(Box<qgate::bench::BenchArgs>),
+    /// Operate a running qgate through its admin API (queues, peek, purge, redrive, tenants).
+    Admin(qgate::admin::cli::AdminArgs),
 }
 
 async fn shutdown_signal() {
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Bench(args) => bench(*args),
+        Command::Admin(args) => admin(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -87,6 +90,16 @@ fn bench(args: qgate::bench::BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn admin(args: qgate::admin::cli::AdminArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let out = rt.block_on(qgate::admin::cli::run(args))?;
+    print!("{out}");
+    Ok(())
+}
+
 fn serve(path: Option<PathBuf>) -> Result<(), String> {
     let config = Config::load(path.as_deref(), |k| std::env::var(k).ok())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -105,8 +118,22 @@ fn serve(path: Option<PathBuf>) -> Result<(), String> {
             eprintln!("qgate:   access key id     : {DEMO_ACCESS_KEY}");
             eprintln!("qgate:   access key secret : {DEMO_SECRET}");
             eprintln!("qgate:   project id        : {}", qgate::config::derived_project_id(qgate::config::DEMO_TENANT));
+            if let Some(t) = config.admin.tokens.first() {
+                eprintln!("qgate:   admin token       : {t} (this run only)");
+            }
         }
-        let opened = qgate::server::open(config.clone(), Arc::new(SystemClock))?;
+        let mut opened = qgate::server::open(config.clone(), Arc::new(SystemClock))?;
+        if !config.admin.listen.is_empty() {
+            let admin = tokio::net::TcpListener::bind(&config.admin.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} ([admin] listen): {e}", config.admin.listen))?;
+            let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+            if config.admin.tokens.is_empty() {
+                tracing::warn!("[admin] has no tokens: the admin API refuses every call");
+            }
+            opened.admin = Some(admin);
+            eprintln!("qgate: admin on http://{admin_addr}");
+        }
         tracing::info!(listen = %addr, data_dir = %config.data_dir.display(), "qgate serving");
         let md5 = config.ctyun.content_md5;
         if md5.unbound() {

@@ -30,6 +30,8 @@ pub use crate::state::{AppState, Shared};
 /// A running qgate minus the listener.
 pub struct Opened {
     pub state: AppState,
+    /// The admin listener (metrics, admin API, console), when one is bound.
+    pub admin: Option<TcpListener>,
 }
 
 /// Reads the receipt key from the data dir, creating it (mode 0600) on first start.
@@ -69,8 +71,9 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
         auth: Arc::new(Auth::from_config(&config)),
         config: Arc::new(config),
         push,
+        metrics: Default::default(),
     }));
-    Ok(Opened { state })
+    Ok(Opened { state, admin: None })
 }
 
 /// Liveness: the process serves requests. Stays "ok" while storage is full — restarting the
@@ -134,7 +137,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let Opened { state } = opened;
+    let Opened { state, admin } = opened;
     state.push.start_all().await;
     dialects::mns::notify::start_all(&state).await;
     let broker = state.broker.clone();
@@ -148,17 +151,30 @@ pub async fn run(
         idle_timeout: Duration::from_secs(http.idle_timeout_secs),
         max_connections: connection_cap(http.max_connections),
     };
+    // The admin listener stops with the vendor one (its own small connection cap: operators).
+    let admin_stop = Arc::new(tokio::sync::Notify::new());
+    let admin_task = admin.map(|l| {
+        let app = crate::admin::router(state.clone());
+        let stop = admin_stop.clone();
+        let limits = Limits { max_connections: 256, ..limits };
+        tokio::spawn(async move { listener::serve(l, app, limits, grace, async move { stop.notified().await }).await })
+    });
     let app = app(state);
     let stop_broker = broker.clone();
     // Graceful, but not forever: a client that stalls mid-request would keep the process alive
     // until an orchestrator kills it, losing the final flush. The listener closes what is left
     // after the grace period.
+    let stop_admin = admin_stop.clone();
     listener::serve(listener, app, limits, grace, async move {
         shutdown.await;
         tracing::info!("shutting down: ending long polls, finishing requests");
         stop_broker.shutdown();
+        stop_admin.notify_one();
     })
     .await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     push.shutdown();
     maint.abort();
     broker.close().await.map_err(|e| format!("final flush failed: {e}"))?;

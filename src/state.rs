@@ -24,6 +24,7 @@ pub struct Shared {
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
     pub push: Arc<PushManager>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -29,6 +29,10 @@ pub struct Broker {
     pub(crate) receipts: ReceiptKey,
     shutting_down: AtomicBool,
     pub shutdown_notify: Notify,
+    /// What happened to each queue since the process started (metrics, the admin API).
+    pub counters: super::counters::Counters,
+    /// Long polls waiting right now.
+    pub waiting: std::sync::atomic::AtomicI64,
 }
 
 impl Broker {
@@ -40,6 +44,8 @@ impl Broker {
             receipts,
             shutting_down: AtomicBool::new(false),
             shutdown_notify: Notify::new(),
+            counters: Default::default(),
+            waiting: Default::default(),
         })
     }
 
@@ -154,7 +160,35 @@ impl Broker {
     /// Deletes a queue with its messages, groups, dead letters and subscriptions. Waiters on it
     /// end with [`CoreError::QueueNotFound`].
     pub async fn delete_queue(&self, q: &Queue) -> Result<()> {
-        self.engine.delete_queue(q).await
+        self.engine.delete_queue(q).await?;
+        self.counters.forget(q.id());
+        Ok(())
+    }
+
+    /// Every namespace that has a queue, by name, including the internal ones (whose names
+    /// hold a control character: see [`Broker::is_internal`]).
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        self.engine.namespaces().await
+    }
+
+    /// Whether a namespace is one a dialect keeps for itself (MNS topics and subscriptions,
+    /// signing keys) rather than a tenant's queues.
+    pub fn is_internal(ns: &str) -> bool {
+        ns.chars().any(char::is_control)
+    }
+
+    /// Every queue of a namespace, by name.
+    pub async fn all_queues_of(&self, ns: &str) -> Result<Vec<Arc<Queue>>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = self.engine.list_queues(ns, "", after.as_deref(), 1000).await?;
+            after = page.last().map(|q| q.name().to_string());
+            out.extend(page);
+            if !more || after.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// Applies everything due (retention, delay ends, lease ends) in every queue, and forgets

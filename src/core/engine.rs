@@ -133,6 +133,17 @@ pub struct Claim {
     pub next_due: Option<Millis>,
 }
 
+/// One number an engine reports about its storage, for the metrics endpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StorageMetric {
+    /// Without the `qgate_store_` prefix, e.g. `fsyncs_total`.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
+    /// A counter (only grows) rather than a gauge.
+    pub counter: bool,
+}
+
 /// Everything that keeps queues. See the module docs.
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
@@ -171,6 +182,8 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<(Vec<Arc<Queue>>, bool)>;
     /// How many queues count in `region` (see `create_queue`); `None` counts all.
     async fn queue_count_in(&self, ns: &str, region: Option<&str>) -> Result<usize>;
+    /// Every namespace that has a queue, by name (operators' views across tenants).
+    async fn namespaces(&self) -> Result<Vec<String>>;
 
     // ----- messages ----------------------------------------------------------------------------
 
@@ -317,6 +330,10 @@ pub trait Engine: Send + Sync + 'static {
     /// engine retries by itself and writes answer [`CoreError::Unavailable`](super::CoreError::Unavailable)).
     /// Health checks (`/readyz`) report it so that a load balancer sends writes elsewhere.
     fn readiness(&self) -> std::result::Result<(), String>;
+    /// What the engine's storage reports for metrics (fsyncs, commits, log size, …).
+    fn storage_metrics(&self) -> Vec<StorageMetric> {
+        Vec::new()
+    }
     /// Makes everything durable and stops; later calls fail. Idempotent. Blocking: async code
     /// calls [`Broker::close`](super::Broker::close).
     fn close(&self) -> Result<()>;

@@ -19,7 +19,9 @@ impl Broker {
     /// Appends messages (all or none) and returns once they are durable.
     pub async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>) -> Result<Vec<MessageMeta>> {
         self.check_running()?;
-        self.engine.publish(q, msgs, self.now()).await
+        let metas = self.engine.publish(q, msgs, self.now()).await?;
+        self.counters.add(q.id(), |c| &c.published, metas.len() as u64);
+        Ok(metas)
     }
 
     /// Leases up to `opts.max` messages of group `group`, waiting up to the poll wait for one
@@ -39,6 +41,7 @@ impl Broker {
     {
         let deadline = self.clock.now().saturating_add(wait_ms);
         let waiters = (wait_ms > 0).then(|| self.engine.wakeups().listen(q.id()));
+        let _counted = waiters.as_ref().map(|_| Waiting::new(&self.waiting));
         loop {
             // Register for wake-ups before looking, so nothing published in between is missed.
             let notified = waiters.as_ref().map(|w| w.notified());
@@ -55,6 +58,9 @@ impl Broker {
             let now = self.clock.now();
             let got = claim(now).await?;
             if !got.items.is_empty() {
+                let again = got.items.iter().filter(|c| c.deliveries > 1).count() as u64;
+                self.counters.add(q.id(), |c| &c.delivered, got.items.len() as u64);
+                self.counters.add(q.id(), |c| &c.redelivered, again);
                 return Ok(self.deliveries(q, got.items));
             }
             let now = self.clock.now();
@@ -124,7 +130,9 @@ impl Broker {
     /// [`Broker::ack`] for a handle that must belong to `group` (dialects that name the group).
     pub async fn ack_in(&self, q: &Queue, group: Option<u32>, handle: &str) -> Result<()> {
         let r = self.open_handle(q, handle, false, group)?;
-        self.engine.ack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, self.now()).await
+        self.engine.ack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, self.now()).await?;
+        self.counters.add(q.id(), |c| &c.acked, 1);
+        Ok(())
     }
 
     /// The delivery failed: requeue it (counting a failure) or, with `dead_now`, dead-letter
@@ -136,7 +144,16 @@ impl Broker {
     /// [`Broker::nack`] for a handle that must belong to `group`.
     pub async fn nack_in(&self, q: &Queue, group: Option<u32>, handle: &str, dead_now: bool) -> Result<bool> {
         let r = self.open_handle(q, handle, false, group)?;
-        self.engine.nack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, dead_now, self.now()).await
+        let back =
+            self.engine.nack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, dead_now, self.now()).await?;
+        self.count_nack(q, back);
+        Ok(back)
+    }
+
+    fn count_nack(&self, q: &Queue, back: bool) {
+        if !back {
+            self.counters.add(q.id(), |c| &c.dead_lettered, 1);
+        }
     }
 
     /// Settles a consumer's batch confirm in order (DMS and CTYun consumer groups). Each entry
@@ -154,17 +171,25 @@ impl Broker {
                 (r.map(|r| (r.seq, r.lease)), *ok)
             })
             .collect();
-        self.engine.confirm(q, group, dead, &opened, self.now()).await
+        let ok = self.engine.confirm(q, group, dead, &opened, self.now()).await?;
+        if !dead {
+            self.counters.add(q.id(), |c| &c.acked, ok);
+        }
+        Ok(ok)
     }
 
     /// Ack by message id (infrai): valid only while the message is leased in the group.
     pub async fn ack_id(&self, q: &Queue, group: u32, id: MessageId) -> Result<()> {
-        self.engine.ack(q, group, Target::Message(id), self.now()).await
+        self.engine.ack(q, group, Target::Message(id), self.now()).await?;
+        self.counters.add(q.id(), |c| &c.acked, 1);
+        Ok(())
     }
 
     /// Nack by message id (infrai). Returns whether the message went back to the queue.
     pub async fn nack_id(&self, q: &Queue, group: u32, id: MessageId, dead_now: bool) -> Result<bool> {
-        self.engine.nack(q, group, Target::Message(id), dead_now, self.now()).await
+        let back = self.engine.nack(q, group, Target::Message(id), dead_now, self.now()).await?;
+        self.count_nack(q, back);
+        Ok(back)
     }
 
     /// Replaces the lease of a live delivery with one ending `lease_ms` from now. Returns the new
@@ -182,7 +207,9 @@ impl Broker {
     /// `target` when given, else where the queue's policy says.
     pub async fn dead_letter_delivery(&self, q: &Queue, handle: &str, target: Option<uuid::Uuid>) -> Result<()> {
         let r = self.open_handle(q, handle, false, None)?;
-        self.engine.dead_letter_delivery(q, r.group, r.seq, r.lease, target, self.now()).await
+        self.engine.dead_letter_delivery(q, r.group, r.seq, r.lease, target, self.now()).await?;
+        self.counters.add(q.id(), |c| &c.dead_lettered, 1);
+        Ok(())
     }
 
     /// Removes every ready, delayed and in-flight message; dead letters stay. Returns the count.
@@ -194,5 +221,21 @@ impl Broker {
     /// kept in other queues.
     pub async fn stats(&self, q: &Queue, group: u32) -> Result<GroupStats> {
         self.engine.stats(q, group, self.now()).await
+    }
+}
+
+/// Counts a long poll as waiting while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicI64) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -29,6 +29,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod counters;
 pub mod deadletters;
 pub mod engine;
 pub mod error;

@@ -103,7 +103,11 @@ pub async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
 /// operation, log line) around panic recovery. One layer instead of two: each `from_fn` layer costs
 /// a boxed future and a service clone per request.
 pub async fn serve(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    crate::http::with_context(req, |req| recover_in(&st, req, next)).await
+    let started = std::time::Instant::now();
+    let resp = crate::http::with_context(req, |req| recover_in(&st, req, next)).await;
+    let op = resp.extensions().get::<Operation>().copied().unwrap_or(Operation::UNKNOWN);
+    st.metrics.record(op, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// Panic recovery: a handler that panics answers its dialect's internal error (the one a storage

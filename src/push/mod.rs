@@ -36,6 +36,17 @@ use crate::core::{Broker, CoreError, Queue, ReceiveOptions};
 use crate::json::{body_value, rfc3339};
 use ssrf::{GuardedResolver, SsrfPolicy};
 
+/// Pushes that reached their endpoint (2xx), and attempts that failed, since the process
+/// started — push subscriptions and relays (MNS HTTP notifications) alike. For metrics.
+pub static DELIVERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one push attempt's outcome.
+fn count(ok: bool) {
+    let c = if ok { &DELIVERED } else { &FAILED };
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Long-poll wait of a worker's receive.
 const POLL_MS: u64 = 20_000;
 
@@ -252,7 +263,10 @@ impl PushManager {
             let sig = hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
             req = req.header("x-qgate-signature", format!("sha256={}", hex::encode(sig)));
         }
-        let resp = req.body(body).send().await.map_err(|e| e.to_string())?;
-        if resp.status().is_success() { Ok(()) } else { Err(format!("status {}", resp.status())) }
+        let resp = req.body(body).send().await.map_err(|e| e.to_string());
+        let ok = resp.as_ref().is_ok_and(|r| r.status().is_success());
+        count(ok);
+        let resp = resp?;
+        if ok { Ok(()) } else { Err(format!("status {}", resp.status())) }
     }
 }

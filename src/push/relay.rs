@@ -142,7 +142,10 @@ impl PushManager {
         for (k, v) in &req.headers {
             r = r.header(k.as_str(), v.as_str());
         }
-        let resp = r.body(req.body).send().await.map_err(|e| e.to_string())?;
-        if resp.status().is_success() { Ok(()) } else { Err(format!("status {}", resp.status())) }
+        let resp = r.body(req.body).send().await.map_err(|e| e.to_string());
+        let ok = resp.as_ref().is_ok_and(|r| r.status().is_success());
+        super::count(ok);
+        let resp = resp?;
+        if ok { Ok(()) } else { Err(format!("status {}", resp.status())) }
     }
 }

@@ -148,6 +148,8 @@ bearer_keys = ["ifr_other"]
 [[tenants.access_keys]]
 id = "other-ak"
 secret = "other-sk"
+[admin]
+tokens = ["adm_test_token_0123456789"]
 [push]
 allow_targets = ["127.0.0.1"]
 backoff_base_ms = 1000
@@ -162,6 +164,8 @@ backoff_max_ms = 8000
 /// A server on a free port, driven by a manual clock.
 pub struct TestServer {
     pub base: String,
+    /// The admin listener (token `adm_test_token_0123456789`).
+    pub admin: String,
     pub clock: ManualClock,
     pub state: AppState,
     dir: Option<tempfile::TempDir>,
@@ -191,15 +195,18 @@ impl TestServer {
     pub async fn start_in(dir: tempfile::TempDir, clock: ManualClock, edit: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = test_config(dir.path());
         edit(&mut cfg);
-        let opened = qgate::server::open(cfg, Arc::new(clock.clone())).expect("open server");
+        let mut opened = qgate::server::open(cfg, Arc::new(clock.clone())).expect("open server");
         let state = opened.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = format!("http://{}", admin_listener.local_addr().unwrap());
+        opened.admin = Some(admin_listener);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(qgate::server::run(opened, listener, async move {
             let _ = rx.await;
         }));
-        TestServer { base, clock, state, dir: Some(dir), stop: Some(tx), task: Some(task) }
+        TestServer { base, admin, clock, state, dir: Some(dir), stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {

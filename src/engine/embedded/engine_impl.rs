@@ -66,6 +66,10 @@ impl Engine for EmbeddedEngine {
         Ok(EmbeddedEngine::queue_count_in(self, ns, region))
     }
 
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(self.dir.read().by_name.keys().cloned().collect())
+    }
+
     async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>, now: Millis) -> Result<Vec<MessageMeta>> {
         EmbeddedEngine::publish(self, q, msgs, now).await
     }
@@ -249,6 +253,10 @@ impl Engine for EmbeddedEngine {
 
     fn readiness(&self) -> std::result::Result<(), String> {
         self.store.readiness()
+    }
+
+    fn storage_metrics(&self) -> Vec<crate::core::engine::StorageMetric> {
+        self.store.metrics()
     }
 
     fn close(&self) -> Result<()> {

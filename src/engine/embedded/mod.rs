@@ -87,6 +87,7 @@ struct Directory {
 pub struct EmbeddedEngine {
     pub(crate) store: Arc<dyn Store>,
     dir: RwLock<Directory>,
+    holders: queue::Holders,
     next_lease: AtomicU64,
     pub(crate) idempotency: IdempotencyTable,
     pub(crate) subs: Mutex<BTreeMap<Uuid, SubscriptionRecord>>,
@@ -111,8 +112,9 @@ impl EmbeddedEngine {
             }
         }
         let mut dir = Directory::default();
+        let holders = queue::Holders::default();
         for qs in snap.queues {
-            let st = QueueState::from_snapshot(qs, now);
+            let st = QueueState::from_snapshot(qs, now, holders.clone());
             let cell = Arc::new(Cell::new(st));
             dir.by_name.entry(cell.namespace.clone()).or_default().insert(cell.name.clone(), cell.id);
             dir.by_id.insert(cell.id, cell);
@@ -124,6 +126,7 @@ impl EmbeddedEngine {
         Ok(EmbeddedEngine {
             store,
             dir: RwLock::new(dir),
+            holders,
             next_lease: AtomicU64::new(seed),
             idempotency: IdempotencyTable::new(snap.idempotency, now),
             subs: Mutex::new(subs),
@@ -243,7 +246,7 @@ impl EmbeddedEngine {
                 modified_at: now,
             };
             self.store.put_queue(&record)?;
-            let cell = Arc::new(Cell::new(QueueState::new(record.clone())));
+            let cell = Arc::new(Cell::new(QueueState::new(record.clone(), self.holders.clone())));
             dir.by_name.entry(ns.to_string()).or_default().insert(name.to_string(), cell.id);
             dir.by_id.insert(cell.id, cell);
             record
@@ -398,10 +401,11 @@ impl EmbeddedEngine {
 
     /// Dead letters that came from `c` and are kept in other queues of its namespace.
     pub(crate) fn dead_elsewhere(&self, c: &Cell) -> u64 {
-        self.cells_of(&c.namespace)
-            .iter()
-            .filter(|t| t.id != c.id)
-            .map(|t| t.state.lock().foreign_dead.get(&c.id).map_or(0, |s| s.len() as u64))
-            .sum()
+        let holders: Vec<Uuid> = self.holders.lock().iter().copied().filter(|id| *id != c.id).collect();
+        let cells: Vec<Arc<Cell>> = {
+            let dir = self.dir.read();
+            holders.iter().filter_map(|id| dir.by_id.get(id)).filter(|t| t.namespace == c.namespace).cloned().collect()
+        };
+        cells.iter().map(|t| t.state.lock().foreign_dead.get(&c.id).map_or(0, |s| s.len() as u64)).sum()
     }
 }

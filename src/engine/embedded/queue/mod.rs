@@ -108,6 +108,10 @@ pub(crate) struct QueueState {
     pub aliases: HashMap<MessageId, u64>,
     /// Dead letters kept here that died in another queue: source queue → seqs.
     pub foreign_dead: HashMap<Uuid, BTreeSet<u64>>,
+    /// The engine's set of queues that keep other queues' dead letters (this one is in it
+    /// while `foreign_dead` is not empty), so counting a queue's dead letters kept elsewhere
+    /// looks at those queues only, not at every queue of the namespace.
+    pub holders: Holders,
     pub last_seq: u64,
     pub deleted: bool,
 }
@@ -124,8 +128,11 @@ pub(crate) fn default_group_record(queue_id: Uuid, created_at: Millis) -> GroupR
     }
 }
 
+/// See [`QueueState::holders`]. A leaf lock: nothing else is taken while it is held.
+pub(crate) type Holders = std::sync::Arc<parking_lot::Mutex<std::collections::HashSet<Uuid>>>;
+
 impl QueueState {
-    pub fn new(record: QueueRecord) -> Self {
+    pub fn new(record: QueueRecord, holders: Holders) -> Self {
         let salt = crate::core::model::queue_salt(record.id);
         let mut groups = BTreeMap::new();
         groups.insert(DEFAULT_GROUP, GroupState::new(default_group_record(record.id, record.created_at)));
@@ -138,15 +145,16 @@ impl QueueState {
             groups,
             aliases: HashMap::new(),
             foreign_dead: HashMap::new(),
+            holders,
             last_seq: 0,
             deleted: false,
         }
     }
 
     /// Rebuilds the indexes from what the store returned at start-up.
-    pub fn from_snapshot(snap: QueueSnapshot, now: Millis) -> Self {
+    pub fn from_snapshot(snap: QueueSnapshot, now: Millis, holders: Holders) -> Self {
         let record = snap.record.expect("snapshot with a record");
-        let mut st = QueueState::new(record);
+        let mut st = QueueState::new(record, holders);
         st.last_seq = snap.last_seq;
         for g in snap.groups {
             st.groups.insert(g.no, GroupState::new(g));
@@ -204,6 +212,9 @@ impl QueueState {
             self.aliases.insert(meta.id, meta.seq);
         }
         if let Some(o) = &meta.origin {
+            if self.foreign_dead.is_empty() {
+                self.holders.lock().insert(self.record.id);
+            }
             self.foreign_dead.entry(o.queue_id).or_default().insert(meta.seq);
         }
     }
@@ -218,6 +229,9 @@ impl QueueState {
             set.remove(&meta.seq);
             if set.is_empty() {
                 self.foreign_dead.remove(&o.queue_id);
+                if self.foreign_dead.is_empty() {
+                    self.holders.lock().remove(&self.record.id);
+                }
             }
         }
     }

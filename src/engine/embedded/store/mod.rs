@@ -197,4 +197,8 @@ pub trait Store: Send + Sync + 'static {
     /// `Err(reason)` while the store cannot make writes durable (disk full, I/O errors being
     /// retried). See "Faults" in the module docs.
     fn readiness(&self) -> Result<(), String>;
+    /// Counters and sizes for metrics.
+    fn metrics(&self) -> Vec<crate::core::engine::StorageMetric> {
+        Vec::new()
+    }
 }

@@ -30,6 +30,7 @@ pub(super) fn drop_dead_segments(
 
 /// Flushes sled, then deletes the log segments it no longer needs.
 pub(super) fn checkpoint(shared: &Shared) -> StoreResult<()> {
+    shared.checkpoints.fetch_add(1, Ordering::Relaxed);
     let (applied, swept, uses, next) = {
         let p = shared.pipe.lock();
         // The uses as of `applied_lsn`: what sled holds durably after the flush.
@@ -68,6 +69,7 @@ pub(super) fn checkpoint(shared: &Shared) -> StoreResult<()> {
 /// the old segments can go. Without it, one long-lived message would keep a whole segment of
 /// otherwise dead bodies. Returns how many bodies it moved.
 pub(super) fn compact(shared: &Shared) -> StoreResult<usize> {
+    shared.compactions.fetch_add(1, Ordering::Relaxed);
     let (uses, current) = {
         let p = shared.pipe.lock();
         (p.uses.clone(), p.segment)

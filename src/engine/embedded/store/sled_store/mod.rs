@@ -239,6 +239,8 @@ impl SledStore {
             applied_cv: Condvar::new(),
             flushes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
             gate: Mutex::new(()),
             durable: AtomicU64::new(last),
             durable_swept: AtomicU64::new(0),

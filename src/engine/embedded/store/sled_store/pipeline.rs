@@ -93,6 +93,8 @@ pub(super) struct Shared {
     pub(super) applied_cv: Condvar,
     pub(super) flushes: AtomicU64,
     pub(super) syncs: AtomicU64,
+    pub(super) compactions: AtomicU64,
+    pub(super) checkpoints: AtomicU64,
     /// Held by the committer around each write+fsync; tests take it to make batching observable.
     pub(super) gate: Mutex<()>,
     /// The applied lsn and sweep count of the last completed checkpoint.

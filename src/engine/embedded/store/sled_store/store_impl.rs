@@ -205,6 +205,45 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn metrics(&self) -> Vec<crate::core::engine::StorageMetric> {
+        use crate::core::engine::StorageMetric as M;
+        let s = &self.shared;
+        let log_bytes: u64 = s.segments.ids().into_iter().map(|id| s.segments.size(id)).sum();
+        vec![
+            M {
+                name: "fsyncs_total",
+                help: "Log writes made durable (each one group commit).",
+                value: s.flushes.load(Ordering::Relaxed),
+                counter: true,
+            },
+            M {
+                name: "synced_writes_total",
+                help: "Writes answered durable; divided by fsyncs, the writes per group commit.",
+                value: s.syncs.load(Ordering::Relaxed),
+                counter: true,
+            },
+            M { name: "log_bytes", help: "Size of the write-ahead log.", value: log_bytes, counter: false },
+            M {
+                name: "log_segments",
+                help: "Files of the write-ahead log.",
+                value: s.segments.ids().len() as u64,
+                counter: false,
+            },
+            M {
+                name: "compactions_total",
+                help: "Log compaction runs.",
+                value: s.compactions.load(Ordering::Relaxed),
+                counter: true,
+            },
+            M {
+                name: "checkpoints_total",
+                help: "Checkpoints (sled flushed, old log segments dropped).",
+                value: s.checkpoints.load(Ordering::Relaxed),
+                counter: true,
+            },
+        ]
+    }
+
     fn readiness(&self) -> Result<(), String> {
         match self.shared.pipe.lock().fault() {
             Some(e) => Err(e.message.clone()),
