@@ -39,9 +39,22 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `"text"` (for people) or `"json"` (one object per line for log shippers, with an access
+    /// line per request: request id, dialect, operation, tenant, queue, status, latency).
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// True for the embedded default (the server then prints the demo credentials).
     #[serde(skip)]
     pub embedded_default: bool,
+}
+
+/// See [`Config::log_format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The admin listener: metrics, the admin API and the console.
@@ -399,6 +412,32 @@ pub const DEMO_BEARER: &str = "ifr_demo";
 pub const DEMO_ACCESS_KEY: &str = "demo-ak";
 pub const DEMO_SECRET: &str = "demo-sk";
 
+/// Whether an address (`host:port`) is reachable only from this machine.
+pub fn is_loopback(listen: &str) -> bool {
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses the public demo credentials (`demo-ak`/`demo-sk`, `ifr_demo`) on an address other
+/// machines can reach: anyone who read the README could use them.
+pub fn check_public_demo(cfg: &Config) -> Result<(), String> {
+    if is_loopback(&cfg.listen) {
+        return Ok(());
+    }
+    let public = cfg.tenants.iter().any(|t| {
+        t.bearer_keys.iter().any(|b| b == DEMO_BEARER)
+            || t.access_keys.iter().any(|k| k.id == DEMO_ACCESS_KEY && k.secret == DEMO_SECRET)
+    });
+    if public {
+        return Err(format!(
+            "refusing to serve the public demo credentials on {}: configure your own tenants \
+             (qgate serve --config FILE), listen on 127.0.0.1, or pass --allow-demo-credentials",
+            cfg.listen
+        ));
+    }
+    Ok(())
+}
+
 /// Project id of a tenant without one: the first 16 bytes of SHA-256(name), as hex.
 pub fn derived_project_id(name: &str) -> String {
     hex::encode(&Sha256::digest(name.as_bytes())[..16])
@@ -434,6 +473,7 @@ impl Config {
             dms: DmsConfig::default(),
             http: HttpConfig::default(),
             admin: AdminConfig { tokens: vec![generated_admin_token()], ..AdminConfig::default() },
+            log_format: LogFormat::Text,
             embedded_default: true,
         }
     }
@@ -553,5 +593,22 @@ allow_targets = ["127.0.0.1"]
                 .is_err()
         );
         assert_eq!(derived_project_id("demo").len(), 32);
+    }
+
+    #[test]
+    fn loopback_and_the_public_demo_credentials() {
+        for l in ["127.0.0.1:8080", "localhost:1", "[::1]:8080", "127.1.2.3:9"] {
+            assert!(is_loopback(l), "{l}");
+        }
+        for l in ["0.0.0.0:8080", "10.0.0.1:80", "[::]:8080", "example.com:80"] {
+            assert!(!is_loopback(l), "{l}");
+        }
+        let mut cfg = Config::embedded();
+        assert!(check_public_demo(&cfg).is_ok());
+        cfg.listen = "0.0.0.0:8080".into();
+        assert!(check_public_demo(&cfg).unwrap_err().contains("demo credentials"));
+        cfg.tenants[0].bearer_keys = vec!["ifr_own".into()];
+        cfg.tenants[0].access_keys[0].secret = "own-secret".into();
+        assert!(check_public_demo(&cfg).is_ok());
     }
 }

@@ -51,6 +51,22 @@ impl Operation {
 struct RequestScope {
     id: String,
     operation: Cell<Option<Operation>>,
+    /// The tenant and queue the request acts on, once its dialect knows them (the access log).
+    subject: std::cell::RefCell<(Option<String>, Option<String>)>,
+}
+
+/// Whether every request is logged at info level (`log_format = "json"`: the access log a log
+/// shipper wants); otherwise each request is a debug line.
+pub static ACCESS_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Names the tenant the current request acts for (its credentials' tenant, or a sub-tenant).
+pub fn set_tenant(name: &str) {
+    let _ = REQUEST.try_with(|r| r.subject.borrow_mut().0 = Some(name.to_string()));
+}
+
+/// Names the queue (or topic) the current request acts on.
+pub fn set_queue(name: &str) {
+    let _ = REQUEST.try_with(|r| r.subject.borrow_mut().1 = Some(name.to_string()));
 }
 
 tokio::task_local! {
@@ -99,22 +115,43 @@ where
     let started = Instant::now();
     let span = tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let scope = RequestScope { id: id.clone(), operation: Cell::new(None) };
-    let (mut resp, op) = REQUEST
+    let scope = RequestScope { id: id.clone(), operation: Cell::new(None), subject: Default::default() };
+    let (mut resp, op, (tenant, queue)) = REQUEST
         .scope(scope, async {
             let resp = handle(req).instrument(span.clone()).await;
-            (resp, operation().unwrap_or(Operation::UNKNOWN))
+            let subject = REQUEST.with(|r| r.subject.take());
+            (resp, operation().unwrap_or(Operation::UNKNOWN), subject)
         })
         .await;
-    span.in_scope(|| {
-        tracing::debug!(
+    let micros = started.elapsed().as_micros() as u64;
+    if ACCESS_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        // Never headers or query strings: credentials, signatures and receipt handles live there.
+        tracing::info!(
+            target: "qgate::access",
+            request_id = %id,
+            method = %method,
+            path = %uri.path(),
             dialect = op.dialect,
             operation = op.name,
+            tenant = tenant.as_deref().unwrap_or(""),
+            queue = queue.as_deref().unwrap_or(""),
             status = resp.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            "done"
+            latency_ms = micros as f64 / 1000.0,
+            "request"
         );
-    });
+    } else {
+        span.in_scope(|| {
+            tracing::debug!(
+                dialect = op.dialect,
+                operation = op.name,
+                tenant = tenant.as_deref().unwrap_or(""),
+                queue = queue.as_deref().unwrap_or(""),
+                status = resp.status().as_u16(),
+                micros,
+                "done"
+            );
+        });
+    }
     if resp.status().is_server_error() {
         tracing::warn!(
             request_id = %id,

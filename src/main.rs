@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use qgate::config::{Config, DEMO_ACCESS_KEY, DEMO_BEARER, DEMO_SECRET};
+use qgate::config::{Config, DEMO_ACCESS_KEY, DEMO_BEARER, DEMO_SECRET, LogFormat};
 use qgate::core::SystemClock;
 use tracing_subscriber::EnvFilter;
 
@@ -13,8 +13,24 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Every environment variable qgate reads, for `--help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  QGATE_CONFIG        the configuration file of `serve` (like --config)
+  QGATE_LISTEN        the vendor API address (like --listen; overrides `listen`)
+  QGATE_DATA_DIR      the data directory (like --data-dir; overrides `data_dir`)
+  QGATE_ALLOW_DEMO_CREDENTIALS=1  serve the public demo credentials on a non-loopback address
+  QGATE_ADMIN_URL     the admin listener `qgate admin` talks to (like --url)
+  QGATE_ADMIN_TOKEN   the admin token `qgate admin` sends (like --token)
+  RUST_LOG            log filter (default: info), e.g. RUST_LOG=qgate=debug";
+
 #[derive(Parser)]
-#[command(name = "qgate", version, about = "A message-queue server that speaks several vendors' queue APIs")]
+#[command(
+    name = "qgate",
+    version,
+    about = "A message-queue server that speaks several vendors' queue APIs",
+    after_help = ENVIRONMENT
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,10 +39,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
+    #[command(after_help = ENVIRONMENT)]
     Serve {
         /// TOML configuration file (without one, qgate runs on its embedded default).
         #[arg(long, env = "QGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// The vendor API address (overrides `listen`).
+        #[arg(long, env = "QGATE_LISTEN")]
+        listen: Option<String>,
+        /// The data directory (overrides `data_dir`).
+        #[arg(long, env = "QGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Serve the public demo credentials on an address other machines can reach.
+        #[arg(long, env = "QGATE_ALLOW_DEMO_CREDENTIALS")]
+        allow_demo_credentials: bool,
+    },
+    /// Check a configuration file and print what it sets up; exit status 1 if it is invalid.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
     },
     /// Load-test a running qgate through its dialects (see BENCHMARKS.md).
     Bench(Box<qgate::bench::BenchArgs>),
@@ -55,15 +86,39 @@ async fn shutdown_signal() {
     }
 }
 
+/// Logs to stderr, as text for people or JSON lines for log shippers.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => {
+            qgate::http::ACCESS_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init()
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(LogFormat::Text);
+    }
     let result = match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, listen, data_dir, allow_demo_credentials } => {
+            serve(config, listen, data_dir, allow_demo_credentials)
+        }
+        Command::CheckConfig { file } => check_config(&file),
         Command::Bench(args) => bench(*args),
         Command::Admin(args) => admin(args),
     };
@@ -100,8 +155,39 @@ fn admin(args: qgate::admin::cli::AdminArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn serve(path: Option<PathBuf>) -> Result<(), String> {
-    let config = Config::load(path.as_deref(), |k| std::env::var(k).ok())?;
+fn check_config(file: &std::path::Path) -> Result<(), String> {
+    let config = Config::load(Some(file), |_| None)?;
+    println!("{}: ok", file.display());
+    println!("  listen      {}", config.listen);
+    println!("  data_dir    {}", config.data_dir.display());
+    let admin = if config.admin.listen.is_empty() { "disabled".to_string() } else { config.admin.listen.clone() };
+    println!("  admin       {admin} ({} tokens)", config.admin.tokens.len());
+    for t in &config.tenants {
+        println!("  tenant      {} ({} bearer keys, {} access keys)", t.name, t.bearer_keys.len(), t.access_keys.len());
+    }
+    if let Err(e) = qgate::config::check_public_demo(&config) {
+        println!("  warning     {e}");
+    }
+    Ok(())
+}
+
+fn serve(
+    path: Option<PathBuf>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    allow_demo_credentials: bool,
+) -> Result<(), String> {
+    let mut config = Config::load(path.as_deref(), |k| std::env::var(k).ok())?;
+    if let Some(l) = listen.filter(|l| !l.is_empty()) {
+        config.listen = l;
+    }
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    if !allow_demo_credentials {
+        qgate::config::check_public_demo(&config)?;
+    }
+    init_logging(config.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

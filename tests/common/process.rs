@@ -37,7 +37,18 @@ pub fn try_start(dir: &Path, config: &str) -> Started {
 
 /// As [`try_start`], with the open-file limit set to `nofile` (soft and hard) when given.
 pub fn try_start_with(dir: &Path, config: &str, nofile: Option<u64>) -> Started {
+    try_start_env(dir, config, nofile, "warn")
+}
+
+/// As [`try_start_with`], with `RUST_LOG` set to `log`.
+pub fn try_start_env(dir: &Path, config: &str, nofile: Option<u64>, log: &str) -> Started {
     let cfg = dir.join("qgate.toml");
+    // Tests run side by side: the admin listener takes a free port unless the test sets one.
+    let config = if config.contains("[admin]") {
+        config.to_string()
+    } else {
+        format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+    };
     std::fs::write(&cfg, config).unwrap();
     let mut cmd = match nofile {
         Some(n) => {
@@ -50,7 +61,7 @@ pub fn try_start_with(dir: &Path, config: &str, nofile: Option<u64>) -> Started 
     let mut child = cmd
         .args(["serve", "--config"])
         .arg(&cfg)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

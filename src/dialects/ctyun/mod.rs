@@ -254,6 +254,7 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     }
     let tenant = signed.credential;
     let (ns, project_id) = namespace(&st, &tenant, &params)?;
+    crate::http::set_tenant(&ns);
     let ctx = Ctx { st, tenant, ns, project_id, params };
     match route {
         Route::CreateQueue => queues::create(&ctx).await,

@@ -229,6 +229,12 @@ async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
         BodyError::Io(m) => DmsError::bad("10540010", format!("The request body could not be read: {m}")),
     })?;
     let tenant = pre.with_body(&parts, &body)?;
+    crate::http::set_tenant(&tenant.name);
+    if segs.get(2).is_some_and(|s| s == "queues")
+        && let Some(q) = segs.get(3)
+    {
+        crate::http::set_queue(q);
+    }
     let project = &segs[1];
     if !tenant.project_id.eq_ignore_ascii_case(project) {
         if project.len() != 32 || !project.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -38,7 +38,9 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         set_operation(Operation::new(super::NAME, super::operation_name(&parts.method, parts.uri.path())));
-        authenticate(&parts.headers, |key| st.auth.bearer(key)).map(Caller)
+        let caller = authenticate(&parts.headers, |key| st.auth.bearer(key)).map(Caller)?;
+        crate::http::set_tenant(&caller.0.name);
+        Ok(caller)
     }
 }
 

@@ -265,6 +265,10 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
     // The signature covers headers only: checked before the body is read, so an
     // unauthenticated client cannot make the server buffer a body; Content-MD5 after it.
     let tenant = sign::authenticate_headers(&parts, st.broker.now(), |id| st.auth.access_key(id))?;
+    crate::http::set_tenant(&tenant.name);
+    if let Some(name) = segments.get(1).filter(|_| segments.len() > 1 && !segments[1].is_empty()) {
+        crate::http::set_queue(name);
+    }
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => MnsError::invalid(format!("The request body exceeds {MAX_REQUEST} bytes.")),
         BodyError::Io(m) => MnsError::invalid(format!("The request body could not be read: {m}")),
