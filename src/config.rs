@@ -39,6 +39,9 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// TLS on the vendor listener (both paths, or neither).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// `"text"` (for people) or `"json"` (one object per line for log shippers, with an access
     /// line per request: request id, dialect, operation, tenant, queue, status, latency).
     #[serde(default)]
@@ -46,6 +49,9 @@ pub struct Config {
     /// True for the embedded default (the server then prints the demo credentials).
     #[serde(skip)]
     pub embedded_default: bool,
+    /// The file this configuration was read from (SIGHUP reads it again).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// See [`Config::log_format`].
@@ -70,11 +76,22 @@ pub struct AdminConfig {
     /// `/metrics` without a token.
     #[serde(default)]
     pub metrics_public: bool,
+    /// TLS on the admin listener.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate chain and its private key, PEM files (reloaded on SIGHUP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: default_admin_listen(), tokens: Vec::new(), metrics_public: false }
+        AdminConfig { listen: default_admin_listen(), tokens: Vec::new(), metrics_public: false, tls: None }
     }
 }
 
@@ -474,6 +491,8 @@ impl Config {
             http: HttpConfig::default(),
             admin: AdminConfig { tokens: vec![generated_admin_token()], ..AdminConfig::default() },
             log_format: LogFormat::Text,
+            tls: None,
+            source: None,
             embedded_default: true,
         }
     }
@@ -491,7 +510,9 @@ impl Config {
         let mut cfg = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                Config::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))?
+                let mut cfg = Config::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+                cfg.source = Some(p.to_path_buf());
+                cfg
             }
             None => Config::embedded(),
         };

@@ -18,11 +18,12 @@ use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Credentials};
 use crate::config::Config;
 use crate::core::{Broker, Clock, ReceiptKey};
 use crate::dialects;
 use crate::engine;
+use crate::listener::tls::Tls;
 use crate::listener::{self, Limits, connection_cap};
 use crate::push::PushManager;
 pub use crate::state::{AppState, Shared};
@@ -66,9 +67,16 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
     let engine = engine::open(&config, clock.now())?;
     let broker = Broker::new(engine, clock, key);
     let push = PushManager::new(broker.clone(), config.push.clone());
+    let load_tls = |t: &Option<crate::config::TlsConfig>| -> Result<Option<Arc<Tls>>, String> {
+        t.as_ref().map(|t| Tls::load(&t.cert, &t.key).map(Arc::new)).transpose()
+    };
+    let tls = load_tls(&config.tls)?;
+    let admin_tls = load_tls(&config.admin.tls)?;
     let state = AppState(Arc::new(Shared {
         broker,
-        auth: Arc::new(Auth::from_config(&config)),
+        auth: Arc::new(Credentials::new(Auth::from_config(&config))),
+        tls,
+        admin_tls,
         config: Arc::new(config),
         push,
         metrics: Default::default(),
@@ -131,6 +139,44 @@ async fn maintenance(broker: Arc<Broker>) {
     }
 }
 
+/// Reads the configuration file again and puts its tenants and keys in force, and reads the
+/// TLS certificates and keys again; connections stay open. What else changed in the file needs
+/// a restart (it is reported). A file that does not load keeps the running configuration.
+pub fn reload(state: &AppState) -> Result<String, String> {
+    let mut done = Vec::new();
+    // Everything is read before anything changes: a bad file changes nothing.
+    let fresh = state.config.source.as_ref().map(|p| Config::load(Some(p), |_| None)).transpose()?;
+    for (what, tls) in [("TLS certificate", &state.tls), ("admin TLS certificate", &state.admin_tls)] {
+        if let Some(t) = tls {
+            t.reload()?;
+            done.push(what.to_string());
+        }
+    }
+    if let (Some(fresh), Some(path)) = (fresh, &state.config.source) {
+        state.auth.replace(Auth::from_config(&fresh));
+        done.insert(0, format!("{} tenants and their keys from {}", fresh.tenants.len(), path.display()));
+    }
+    if done.is_empty() {
+        return Err("nothing to reload: no configuration file and no TLS".into());
+    }
+    Ok(format!("reloaded {}", done.join(", ")))
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        match reload(&state) {
+            Ok(what) => tracing::info!("SIGHUP: {what}"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; the running configuration stays"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_state: AppState) {}
+
 /// Serves until `shutdown` resolves, then shuts down gracefully.
 pub async fn run(
     opened: Opened,
@@ -157,15 +203,20 @@ pub async fn run(
         let app = crate::admin::router(state.clone());
         let stop = admin_stop.clone();
         let limits = Limits { max_connections: 256, ..limits };
-        tokio::spawn(async move { listener::serve(l, app, limits, grace, async move { stop.notified().await }).await })
+        let tls = state.admin_tls.clone();
+        tokio::spawn(
+            async move { listener::serve(l, app, limits, tls, grace, async move { stop.notified().await }).await },
+        )
     });
+    let reloader = tokio::spawn(reload_on_sighup(state.clone()));
+    let tls = state.tls.clone();
     let app = app(state);
     let stop_broker = broker.clone();
     // Graceful, but not forever: a client that stalls mid-request would keep the process alive
     // until an orchestrator kills it, losing the final flush. The listener closes what is left
     // after the grace period.
     let stop_admin = admin_stop.clone();
-    listener::serve(listener, app, limits, grace, async move {
+    listener::serve(listener, app, limits, tls, grace, async move {
         shutdown.await;
         tracing::info!("shutting down: ending long polls, finishing requests");
         stop_broker.shutdown();
@@ -175,6 +226,7 @@ pub async fn run(
     if let Some(t) = admin_task {
         let _ = t.await;
     }
+    reloader.abort();
     push.shutdown();
     maint.abort();
     broker.close().await.map_err(|e| format!("final flush failed: {e}"))?;

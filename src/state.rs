@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::Auth;
+use crate::auth::Credentials;
 use crate::config::Config;
 use crate::core::Broker;
 use crate::push::PushManager;
@@ -21,7 +21,10 @@ pub struct AppState(pub(crate) Arc<Shared>);
 /// The parts of [`AppState`].
 pub struct Shared {
     pub broker: Arc<Broker>,
-    pub auth: Arc<Auth>,
+    pub auth: Arc<Credentials>,
+    /// TLS of the vendor and admin listeners, when configured (reloaded on SIGHUP).
+    pub tls: Option<Arc<crate::listener::tls::Tls>>,
+    pub admin_tls: Option<Arc<crate::listener::tls::Tls>>,
     pub config: Arc<Config>,
     pub push: Arc<PushManager>,
     pub metrics: Arc<crate::metrics::Metrics>,

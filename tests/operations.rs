@@ -156,3 +156,109 @@ fn the_admin_listener_is_announced_and_serves_metrics() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("qgate_process_resident_memory_bytes"), "{text}");
 }
+
+fn hup(s: &common::process::Server) {
+    assert!(Command::new("kill").args(["-HUP", &s.child.id().to_string()]).status().unwrap().success());
+}
+
+/// Waits until the log has a line containing `text` (`n`-th occurrence).
+fn wait_log(s: &common::process::Server, text: &str, n: usize) -> bool {
+    for _ in 0..250 {
+        if s.log.lock().iter().filter(|l| l.contains(text)).count() >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn status(url: &str, bearer: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url])
+        .args([
+            "-H",
+            &format!("authorization: Bearer {bearer}"),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{\"name\":\"q\"}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sighup_rotates_keys_and_a_bad_file_keeps_the_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |key: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[[tenants]]\nname = \"rot\"\nbearer_keys = [\"{key}\"]\n",
+            dir.path().join("data").display()
+        )
+    };
+    let s = common::process::try_start_env(dir.path(), &cfg("ifr_old_key"), None, "info");
+    let Started::Listening(s) = s else { panic!("did not start") };
+    let url = format!("{}/v1/queue/create", s.base);
+    assert_eq!(status(&url, "ifr_old_key"), "201");
+    // Rotate: the file now names only the new key.
+    std::fs::write(
+        dir.path().join("qgate.toml"),
+        format!("{}\n[admin]\nlisten = \"127.0.0.1:0\"\n", cfg("ifr_new_key")),
+    )
+    .unwrap();
+    hup(&s);
+    assert!(wait_log(&s, "SIGHUP: reloaded 1 tenants", 1), "{}", s.log_text());
+    assert_eq!(status(&url, "ifr_old_key"), "401");
+    assert_eq!(status(&url, "ifr_new_key"), "409", "the new key acts in the same tenant (the queue exists)");
+    // A broken file: the running keys stay, and the log says why.
+    std::fs::write(dir.path().join("qgate.toml"), "[[tenants]]\nname = \"\"\n").unwrap();
+    hup(&s);
+    assert!(wait_log(&s, "reload failed", 1), "{}", s.log_text());
+    assert_eq!(status(&url, "ifr_new_key"), "409");
+}
+
+#[test]
+fn tls_on_both_listeners_with_the_certificate_reloaded_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_cert = |name: &str| {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), c.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join(name), c.cert.pem()).unwrap();
+    };
+    write_cert("first.pem");
+    let cfg = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[tls]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\n[admin]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n[admin.tls]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\n[[tenants]]\nname = \"tls\"\nbearer_keys = [\"ifr_tls_key\"]\n",
+        d = dir.path().display()
+    );
+    let Started::Listening(s) = common::process::try_start_env(dir.path(), &cfg, None, "info") else {
+        panic!("did not start")
+    };
+    let https = s.base.replacen("http://", "https://", 1);
+    let get = |url: &str, ca: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = dir.path().join("first.pem");
+    let first = first.to_str().unwrap();
+    assert_eq!(get(&format!("{https}/healthz"), first), "200");
+    // Plain HTTP on a TLS listener gets nowhere.
+    assert_ne!(get(&format!("{}/healthz", s.base), first), "200");
+    assert!(wait_log(&s, "qgate: admin on", 1));
+    let admin =
+        s.log.lock().iter().find_map(|l| l.strip_prefix("qgate: admin on http://").map(str::to_string)).unwrap();
+    assert_eq!(get(&format!("https://{admin}/metrics"), first), "200");
+    // A renewed certificate is served after SIGHUP, without a restart.
+    write_cert("second.pem");
+    let second = dir.path().join("second.pem");
+    let second = second.to_str().unwrap();
+    assert_ne!(get(&format!("{https}/healthz"), second), "200", "still the first certificate");
+    hup(&s);
+    assert!(wait_log(&s, "SIGHUP: reloaded", 1), "{}", s.log_text());
+    assert_eq!(get(&format!("{https}/healthz"), second), "200");
+    assert_eq!(get(&format!("https://{admin}/metrics"), second), "200");
+}

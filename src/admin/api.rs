@@ -304,20 +304,33 @@ async fn redrive(
     let Json(b) = body.map_err(|e| AdminError::invalid(e.body_text()))?;
     let q = lookup(&st, &tenant, &name).await?;
     let mut n = 0;
+    let mut not_found = Vec::new();
     if b.all {
         n = st.broker.redrive(&q, RedriveSelector::All, usize::MAX).await?;
     } else {
         if b.ids.is_empty() {
             return Err(AdminError::invalid("give ids or all: true"));
         }
-        for id in &b.ids {
-            let id = crate::core::model::MessageId::parse(id)
-                .ok_or_else(|| AdminError::invalid(format!("{id} is not a message id")))?;
-            n += st.broker.redrive(&q, RedriveSelector::One(id), 1).await?;
+        let ids = b
+            .ids
+            .iter()
+            .map(|id| {
+                crate::core::model::MessageId::parse(id)
+                    .ok_or_else(|| AdminError::invalid(format!("{id} is not a message id")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Each id on its own: one that is no longer a dead letter (redriven or purged meanwhile)
+        // is reported, and the others still go back.
+        for (id, text) in ids.into_iter().zip(&b.ids) {
+            match st.broker.redrive(&q, RedriveSelector::One(id), 1).await {
+                Ok(k) => n += k,
+                Err(crate::core::CoreError::MessageNotFound) => not_found.push(text.clone()),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     tracing::info!(tenant = %tenant, queue = %name, redriven = n, "admin redrive");
-    Ok(Json(json!({"redriven": n})))
+    Ok(Json(json!({"redriven": n, "not_found": not_found})))
 }
 
 /// Consumes every dead letter of the queue's own stores (the default group's and each named

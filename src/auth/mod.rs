@@ -26,6 +26,30 @@ pub struct Tenant {
     pub mns_base64_bodies: bool,
 }
 
+/// The credentials in force, replaced as a whole when the configuration is reloaded (SIGHUP):
+/// a request reads one table ([`Credentials::load`]) and keeps it for its whole check, so a
+/// reload never mixes an old secret with a new tenant.
+#[derive(Debug)]
+pub struct Credentials {
+    current: parking_lot::RwLock<Arc<Auth>>,
+}
+
+impl Credentials {
+    pub fn new(auth: Auth) -> Self {
+        Credentials { current: parking_lot::RwLock::new(Arc::new(auth)) }
+    }
+
+    /// The table in force now.
+    pub fn load(&self) -> Arc<Auth> {
+        self.current.read().clone()
+    }
+
+    /// Puts a new table in force (requests already checked keep what they were checked with).
+    pub fn replace(&self, auth: Auth) {
+        *self.current.write() = Arc::new(auth);
+    }
+}
+
 /// The credential registry built from the configuration.
 #[derive(Debug, Default)]
 pub struct Auth {

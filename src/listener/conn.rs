@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tower_service::Service;
 
@@ -138,8 +137,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Svc {
 /// Serves one connection until it ends, the client stalls a request head past the header
 /// timeout (closed at once: there is no request to answer), it idles past the idle timeout or
 /// the listener asks it to close (closed gracefully: requests in progress are answered first).
-pub async fn serve(stream: TcpStream, app: Router, state: Arc<ConnState>, limits: Limits) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve<S>(stream: S, app: Router, state: Arc<ConnState>, limits: Limits)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Watched::new(stream, state.clone()));
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The header timeout is enforced here, from the first byte of a head: hyper's own starts

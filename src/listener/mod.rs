@@ -12,6 +12,7 @@
 
 mod conn;
 mod io;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,6 +66,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<tls::Tls>>,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) {
@@ -117,8 +119,20 @@ pub async fn serve(
             id
         };
         let (app, registry) = (app.clone(), registry.clone());
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let _ = stream.set_nodelay(true);
         tasks.spawn(async move {
-            conn::serve(stream, app, state, limits).await;
+            match acceptor {
+                None => conn::serve(stream, app, state, limits).await,
+                Some(acceptor) => {
+                    // The handshake is part of the head: it gets the header timeout.
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => conn::serve(tls, app, state, limits).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake not done within the header timeout"),
+                    }
+                }
+            }
             registry.lock().conns.remove(&id);
             drop(permit);
         });

@@ -231,8 +231,8 @@ async fn serve(st: AppState, req: Request) -> Result<Reply, CtError> {
     // body is read, so an unauthenticated client can neither make the server buffer a body nor
     // learn anything about it (its size included).
     let cfg = &st.config.ctyun;
-    let signed =
-        sign::authenticate(&parts, st.broker.now(), cfg.max_clock_skew_secs * 1000, |ak| st.auth.access_key(ak))?;
+    let auth = st.auth.load();
+    let signed = sign::authenticate(&parts, st.broker.now(), cfg.max_clock_skew_secs * 1000, |ak| auth.access_key(ak))?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => CtError::business("DMS.MessageTooLarge", "请求体过大"),
         BodyError::Io(m) => CtError::malformed(format!("无法读取请求体: {m}")),

@@ -223,7 +223,8 @@ async fn serve(st: AppState, req: Request) -> Result<Response, DmsError> {
     // What needs no body (the access key, the signed headers, the date) is checked before the
     // body is read, so an unknown or stale client cannot make the server buffer one.
     let skew_ms = st.config.dms.max_clock_skew_secs * 1000;
-    let pre = sign::precheck(&parts, st.broker.now(), skew_ms, |ak| st.auth.access_key(ak))?;
+    let auth = st.auth.load();
+    let pre = sign::precheck(&parts, st.broker.now(), skew_ms, |ak| auth.access_key(ak))?;
     let body = read_body(body, MAX_REQUEST).await.map_err(|e| match e {
         BodyError::TooLarge => DmsError::bad("10540011", "The request body is too large."),
         BodyError::Io(m) => DmsError::bad("10540010", format!("The request body could not be read: {m}")),

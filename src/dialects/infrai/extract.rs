@@ -38,7 +38,8 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         set_operation(Operation::new(super::NAME, super::operation_name(&parts.method, parts.uri.path())));
-        let caller = authenticate(&parts.headers, |key| st.auth.bearer(key)).map(Caller)?;
+        let auth = st.auth.load();
+        let caller = authenticate(&parts.headers, |key| auth.bearer(key)).map(Caller)?;
         crate::http::set_tenant(&caller.0.name);
         Ok(caller)
     }

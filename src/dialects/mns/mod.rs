@@ -264,7 +264,8 @@ async fn serve(st: AppState, req: Request) -> Result<Response, MnsError> {
     operation(route.as_ref().map_or("unknown", Route::name));
     // The signature covers headers only: checked before the body is read, so an
     // unauthenticated client cannot make the server buffer a body; Content-MD5 after it.
-    let tenant = sign::authenticate_headers(&parts, st.broker.now(), |id| st.auth.access_key(id))?;
+    let auth = st.auth.load();
+    let tenant = sign::authenticate_headers(&parts, st.broker.now(), |id| auth.access_key(id))?;
     crate::http::set_tenant(&tenant.name);
     if let Some(name) = segments.get(1).filter(|_| segments.len() > 1 && !segments[1].is_empty()) {
         crate::http::set_queue(name);
