@@ -55,7 +55,7 @@ pub struct PushManager {
     broker: Arc<Broker>,
     cfg: PushConfig,
     policy: Arc<SsrfPolicy>,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
     workers: Mutex<HashMap<Uuid, JoinHandle<()>>>,
     /// Relay workers by queue id (see [`relay`]).
     relays: Mutex<HashMap<Uuid, JoinHandle<()>>>,
@@ -68,6 +68,8 @@ impl PushManager {
         // reqwest is built without a default crypto provider; install ring's (once per process).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = Arc::new(SsrfPolicy::new(&cfg.allow_targets));
+        // Without the system's CA certificates (a minimal container) the client cannot be built:
+        // the server still runs, and pushes fail (and are retried) with the reason.
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .redirect(reqwest::redirect::Policy::none())
@@ -75,7 +77,11 @@ impl PushManager {
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .user_agent(concat!("qgate-push/", env!("CARGO_PKG_VERSION")))
             .build()
-            .expect("the push HTTP client builds");
+            .map_err(|e| {
+                let why = format!("no push HTTP client (are the system's CA certificates installed?): {e}");
+                tracing::error!("{why}");
+                why
+            });
         Arc::new(PushManager {
             broker,
             cfg,
@@ -258,7 +264,13 @@ impl PushManager {
         })
         .to_string();
         let ts = (self.broker.now() / 1000).to_string();
-        let mut req = self.client.post(url).header("content-type", "application/json").header("x-qgate-timestamp", &ts);
+        let mut req = self
+            .client
+            .as_ref()
+            .map_err(Clone::clone)?
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-qgate-timestamp", &ts);
         if let Some(secret) = &sub.secret {
             let sig = hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
             req = req.header("x-qgate-signature", format!("sha256={}", hex::encode(sig)));

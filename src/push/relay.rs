@@ -138,7 +138,8 @@ impl PushManager {
     async fn send(&self, req: Outgoing) -> Result<(), String> {
         let url = Url::parse(&req.url).map_err(|e| e.to_string())?;
         self.policy.check(&url).await?;
-        let mut r = self.client.post(url).timeout(Duration::from_millis(self.cfg.timeout_ms));
+        let mut r =
+            self.client.as_ref().map_err(Clone::clone)?.post(url).timeout(Duration::from_millis(self.cfg.timeout_ms));
         for (k, v) in &req.headers {
             r = r.header(k.as_str(), v.as_str());
         }
