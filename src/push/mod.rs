@@ -107,6 +107,13 @@ impl PushManager {
         self.policy.check(&parsed).await
     }
 
+    /// Checks a relay target at subscribe time: http or https, addresses against the SSRF
+    /// rules, host names left to each delivery (which resolves them through the guard).
+    pub async fn check_relay_target(&self, url: &str) -> Result<(), String> {
+        let parsed = Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+        self.policy.check_with(&parsed, ssrf::Scheme::HttpAndHttps, false).await
+    }
+
     /// Stores a subscription and starts delivering it.
     pub async fn subscribe(self: &Arc<Self>, rec: SubscriptionRecord) -> Result<(), CoreError> {
         self.broker.subscribe(rec.clone()).await?;

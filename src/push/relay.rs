@@ -137,7 +137,7 @@ impl PushManager {
     /// One POST through the SSRF guard. Ok only for a 2xx answer.
     async fn send(&self, req: Outgoing) -> Result<(), String> {
         let url = Url::parse(&req.url).map_err(|e| e.to_string())?;
-        self.policy.check(&url).await?;
+        self.policy.check_with(&url, super::ssrf::Scheme::HttpAndHttps, true).await?;
         let mut r =
             self.client.as_ref().map_err(Clone::clone)?.post(url).timeout(Duration::from_millis(self.cfg.timeout_ms));
         for (k, v) in &req.headers {

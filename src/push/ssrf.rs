@@ -111,9 +111,25 @@ impl SsrfPolicy {
 
     /// Checks a target URL; the error says why it is refused.
     pub async fn check(&self, url: &Url) -> Result<(), String> {
+        self.check_with(url, Scheme::HttpsOnly, true).await
+    }
+
+    /// [`SsrfPolicy::check`] with the schemes a feature allows, and optionally without
+    /// resolving host names (a subscription stored now and checked at each delivery: a name
+    /// that does not resolve yet, or resolves elsewhere later, is judged when it is used).
+    pub async fn check_with(&self, url: &Url, schemes: Scheme, resolve_names: bool) -> Result<(), String> {
         let host = url.host_str().ok_or("the URL has no host")?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let port = url.port_or_known_default().ok_or("the URL has no port")?;
+        let is_name = bare.parse::<IpAddr>().is_err();
+        if is_name && !resolve_names && !self.host_listed(bare) {
+            return match url.scheme() {
+                "https" => Ok(()),
+                "http" if schemes == Scheme::HttpAndHttps => Ok(()),
+                "http" => Err("the URL must be https".into()),
+                s => Err(format!("scheme {s} is not supported")),
+            };
+        }
         let exempt = self.host_listed(bare)
             || match bare.parse::<IpAddr>() {
                 Ok(ip) => self.ip_listed(ip),
@@ -128,8 +144,10 @@ impl SsrfPolicy {
                 s => Err(format!("scheme {s} is not supported")),
             };
         }
-        if url.scheme() != "https" {
-            return Err("the URL must be https".into());
+        match (url.scheme(), schemes) {
+            ("https", _) | ("http", Scheme::HttpAndHttps) => {}
+            ("http", Scheme::HttpsOnly) => return Err("the URL must be https".into()),
+            (s, _) => return Err(format!("scheme {s} is not supported")),
         }
         match bare.parse::<IpAddr>() {
             Ok(ip) if is_public(ip) => Ok(()),
@@ -143,6 +161,15 @@ impl SsrfPolicy {
             }
         }
     }
+}
+
+/// Which schemes a push target may use (the private-address rules apply to both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// infrai push subscriptions.
+    HttpsOnly,
+    /// MNS HTTP endpoints, which the service pushes to over plain http too.
+    HttpAndHttps,
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
@@ -241,5 +268,21 @@ mod tests {
         assert!(none.check(&Url::parse("http://127.0.0.1:9/x").unwrap()).await.is_err());
         assert!(none.check(&Url::parse("https://localhost/").unwrap()).await.is_err());
         assert!(none.check(&Url::parse("https://does-not-exist.invalid/").unwrap()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn relay_targets_allow_plain_http_and_defer_names_to_delivery() {
+        let p = SsrfPolicy::new(&[]);
+        let url = |u: &str| Url::parse(u).unwrap();
+        // infrai push: https only.
+        assert!(p.check(&url("http://8.8.8.8/x")).await.unwrap_err().contains("https"));
+        // MNS endpoints: http is fine to a public address, never to a private one.
+        assert!(p.check_with(&url("http://8.8.8.8/x"), Scheme::HttpAndHttps, true).await.is_ok());
+        assert!(p.check_with(&url("http://10.0.0.1/x"), Scheme::HttpAndHttps, false).await.is_err());
+        assert!(p.check_with(&url("http://[::1]/x"), Scheme::HttpAndHttps, false).await.is_err());
+        assert!(p.check_with(&url("ftp://8.8.8.8/x"), Scheme::HttpAndHttps, false).await.is_err());
+        // A name is not resolved at subscribe time (it is at each delivery).
+        assert!(p.check_with(&url("http://no-such-host.invalid/x"), Scheme::HttpAndHttps, false).await.is_ok());
+        assert!(p.check_with(&url("http://no-such-host.invalid/x"), Scheme::HttpAndHttps, true).await.is_err());
     }
 }

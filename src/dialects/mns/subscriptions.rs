@@ -284,7 +284,7 @@ pub async fn subscribe(ctx: &Ctx, topic_name: &str, name: &str) -> Result<Respon
     if let Endpoint::Http(url) = &endpoint {
         ctx.st
             .push
-            .check_target(url)
+            .check_relay_target(url)
             .await
             .map_err(|why| MnsError::invalid(format!("The endpoint is refused: {why}.")))?;
     }
