@@ -139,7 +139,7 @@ async fn queues(reg: &mut Registry, broker: &Broker) {
     let now = broker.now();
     let namespaces = broker.namespaces().await.unwrap_or_default();
     for ns in namespaces.iter().filter(|ns| !Broker::is_internal(ns)) {
-        let Ok(list) = broker.all_queues_of(ns).await else { continue };
+        let Ok(list) = broker.all_queues_of(ns, "").await else { continue };
         for q in list {
             let Ok(info) = broker.info(&q).await else { continue };
             let ql = QueueLabels { tenant: ns.clone(), queue: q.name().to_string() };

@@ -43,7 +43,7 @@ async fn all(broker: &Broker) -> Result<Vec<(String, Vec<Arc<Queue>>)>, AdminErr
         if Broker::is_internal(&ns) {
             continue;
         }
-        let qs = broker.all_queues_of(&ns).await?;
+        let qs = broker.all_queues_of(&ns, "").await?;
         out.push((ns, qs));
     }
     Ok(out)
@@ -142,6 +142,11 @@ async fn lookup(st: &AppState, tenant: &str, name: &str) -> Result<Arc<Queue>, A
     Ok(st.broker.queue(tenant, name).await?)
 }
 
+/// The name of a queue's dead-letter queue (its id when it is gone).
+async fn queue_name(broker: &Broker, ns: &str, id: uuid::Uuid) -> String {
+    broker.queue_by_id(ns, id).await.map(|q| q.name().to_string()).unwrap_or_else(|_| id.to_string())
+}
+
 async fn config_of(broker: &Broker, rec: &QueueRecord) -> Value {
     let c = &rec.config;
     let dead_letter = match &c.dead_letter {
@@ -149,11 +154,7 @@ async fn config_of(broker: &Broker, rec: &QueueRecord) -> Value {
         Some(p) => {
             let target = match p.target {
                 DeadLetterTarget::Own => "own".to_string(),
-                DeadLetterTarget::Queue(id) => broker
-                    .queue_by_id(&rec.namespace, id)
-                    .await
-                    .map(|q| q.name().to_string())
-                    .unwrap_or_else(|_| id.to_string()),
+                DeadLetterTarget::Queue(id) => queue_name(broker, &rec.namespace, id).await,
             };
             json!({"max_failures": p.max_failures, "target": target})
         }
@@ -262,12 +263,7 @@ async fn dead_letters(
     let q = lookup(&st, &tenant, &name).await?;
     let page = st.broker.dead_letters(&q, None, n).await?;
     let kept_in = match q.config().dead_letter.as_ref().map(|p| p.target) {
-        Some(DeadLetterTarget::Queue(id)) => st
-            .broker
-            .queue_by_id(q.namespace(), id)
-            .await
-            .map(|t| t.name().to_string())
-            .unwrap_or_else(|_| q.name().to_string()),
+        Some(DeadLetterTarget::Queue(id)) => queue_name(&st.broker, q.namespace(), id).await,
         _ => q.name().to_string(),
     };
     let list: Vec<Value> = page

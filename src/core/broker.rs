@@ -177,12 +177,12 @@ impl Broker {
         ns.chars().any(char::is_control)
     }
 
-    /// Every queue of a namespace, by name.
-    pub async fn all_queues_of(&self, ns: &str) -> Result<Vec<Arc<Queue>>> {
+    /// Every queue of a namespace whose name starts with `prefix`, by name.
+    pub async fn all_queues_of(&self, ns: &str, prefix: &str) -> Result<Vec<Arc<Queue>>> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let (page, more) = self.engine.list_queues(ns, "", after.as_deref(), 1000).await?;
+            let (page, more) = self.engine.list_queues(ns, prefix, after.as_deref(), 1000).await?;
             after = page.last().map(|q| q.name().to_string());
             out.extend(page);
             if !more || after.is_none() {

@@ -47,6 +47,34 @@ fn count(ok: bool) {
     c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Runs `deliver` for each delivery in a task of its own holding a slot: the first delivery
+/// takes `first` (the slot the receive waited for), the others the slots free now; deliveries
+/// beyond those are left alone (their leases end and they come back).
+fn spawn_each<Fut>(
+    first: tokio::sync::OwnedSemaphorePermit,
+    slots: &Arc<Semaphore>,
+    got: Vec<Delivery>,
+    deliver: impl Fn(Delivery) -> Fut,
+) where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut first = Some(first);
+    for d in got {
+        let permit = match first.take() {
+            Some(p) => p,
+            None => match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let work = deliver(d);
+        tokio::spawn(async move {
+            work.await;
+            drop(permit);
+        });
+    }
+}
+
 /// Long-poll wait of a worker's receive.
 const POLL_MS: u64 = 20_000;
 
@@ -198,23 +226,10 @@ impl PushManager {
                     continue;
                 }
             };
-            let mut first = Some(first);
-            for d in got {
-                let permit = match first.take() {
-                    Some(p) => p,
-                    None => match slots.clone().try_acquire_owned() {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                };
-                let me = self.clone();
-                let sub = sub.clone();
-                let q = q.clone();
-                tokio::spawn(async move {
-                    me.deliver(&sub, &q, d).await;
-                    drop(permit);
-                });
-            }
+            spawn_each(first, &slots, got, |d| {
+                let (me, sub, q) = (self.clone(), sub.clone(), q.clone());
+                async move { me.deliver(&sub, &q, d).await }
+            });
         }
     }
 

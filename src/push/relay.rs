@@ -80,23 +80,10 @@ impl PushManager {
                     continue;
                 }
             };
-            let mut first = Some(first);
-            for d in got {
-                let permit = match first.take() {
-                    Some(p) => p,
-                    None => match slots.clone().try_acquire_owned() {
-                        Ok(p) => p,
-                        Err(_) => break, // its lease ends and it comes back
-                    },
-                };
-                let me = self.clone();
-                let target = target.clone();
-                let q = q.clone();
-                tokio::spawn(async move {
-                    me.relay_one(&q, target.as_ref(), d).await;
-                    drop(permit);
-                });
-            }
+            super::spawn_each(first, &slots, got, |d| {
+                let (me, target, q) = (self.clone(), target.clone(), q.clone());
+                async move { me.relay_one(&q, target.as_ref(), d).await }
+            });
         }
     }
 

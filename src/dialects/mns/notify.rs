@@ -152,26 +152,18 @@ pub async fn start(st: &AppState, tenant: &str, account: &str, sub: uuid::Uuid) 
 pub async fn start_all(st: &AppState) {
     for t in &st.config.tenants {
         let account = t.mns_account_id.clone().unwrap_or_else(|| crate::config::derived_mns_account_id(&t.name));
-        let ns = subs_ns(&t.name);
-        let mut after: Option<String> = None;
-        loop {
-            let (page, more) = match st.broker.list_queues(&ns, "", after.as_deref(), 1000).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, tenant = %t.name, "cannot list MNS subscriptions; their HTTP notifications wait");
-                    break;
-                }
-            };
-            for q in &page {
-                if let Some(s) = Subscription::of(&q.record(), &account)
-                    && matches!(s.endpoint, Endpoint::Http(_))
-                {
-                    start(st, &t.name, &account, q.id()).await;
-                }
+        let subs = match st.broker.all_queues_of(&subs_ns(&t.name), "").await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, tenant = %t.name, "cannot list MNS subscriptions; their HTTP notifications wait");
+                continue;
             }
-            after = page.last().map(|q| q.name().to_string());
-            if !more || after.is_none() {
-                break;
+        };
+        for q in &subs {
+            if let Some(s) = Subscription::of(&q.record(), &account)
+                && matches!(s.endpoint, Endpoint::Http(_))
+            {
+                start(st, &t.name, &account, q.id()).await;
             }
         }
     }

@@ -260,18 +260,7 @@ pub async fn all_records(
     tenant: &str,
     topic: &Queue,
 ) -> Result<Vec<Arc<Queue>>, CoreError> {
-    let ns = subs_ns(tenant);
-    let prefix = format!("{}/", topic.id().simple());
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let (page, more) = broker.list_queues(&ns, &prefix, after.as_deref(), 1000).await?;
-        after = page.last().map(|q| q.name().to_string());
-        out.extend(page);
-        if !more || after.is_none() {
-            return Ok(out);
-        }
-    }
+    broker.all_queues_of(&subs_ns(tenant), &format!("{}/", topic.id().simple())).await
 }
 
 /// `PUT /topics/{t}/subscriptions/{s}` — 201 new, 204 same attributes, 409 different ones.
