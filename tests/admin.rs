@@ -66,6 +66,8 @@ async fn tokens_are_required_and_checked() {
     }
     let (status, v) = api(&s, "GET", "/nope", None).await;
     assert_eq!((status, v["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
+    let (status, v) = api(&s, "PATCH", "/queues", None).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")), "{v}");
     // The vendor listener does not serve the admin API.
     let r = c.get(s.url("/api/v1/queues")).bearer_auth(TOKEN).send().await.unwrap();
     assert_ne!(r.status(), 200);

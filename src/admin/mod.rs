@@ -100,6 +100,10 @@ async fn not_found() -> AdminError {
     AdminError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such admin route")
 }
 
+async fn method_not_allowed() -> AdminError {
+    AdminError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "the route does not take this method")
+}
+
 /// The admin listener's router.
 pub fn router(state: AppState) -> Router {
     let api = api::routes().layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -108,5 +112,6 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .nest("/api/v1", api)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
