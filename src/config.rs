@@ -128,10 +128,30 @@ impl Default for PushConfig {
     }
 }
 
-/// The embedded store.
+/// Which engine keeps the queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// sled and a write-ahead log in the data directory: one process, nothing to set up.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database several qgate nodes share.
+    Postgres,
+}
+
+/// Where queues are kept: the engine and its settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// The PostgreSQL engine's database (`postgres://user:password@host:port/db`); also
+    /// `QGATE_STORE_URL`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Connections each node keeps to the database (long polls hold none).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// sled page cache, MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
@@ -143,7 +163,13 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { cache_mb: default_cache_mb(), flush_every_ms: default_flush_every() }
+        StoreConfig {
+            engine: EngineKind::Embedded,
+            url: None,
+            pool_size: default_pool_size(),
+            cache_mb: default_cache_mb(),
+            flush_every_ms: default_flush_every(),
+        }
     }
 }
 
@@ -364,6 +390,10 @@ fn default_push_timeout() -> u64 {
 fn default_push_concurrency() -> usize {
     8
 }
+fn default_pool_size() -> usize {
+    16
+}
+
 fn default_cache_mb() -> u64 {
     32
 }
@@ -449,6 +479,12 @@ impl Config {
         }
         if let Some(d) = env("QGATE_DATA_DIR").filter(|s| !s.is_empty()) {
             cfg.data_dir = PathBuf::from(d);
+        }
+        if let Some(u) = env("QGATE_STORE_URL").filter(|s| !s.is_empty()) {
+            cfg.store.url = Some(u);
+        }
+        if cfg.store.engine == EngineKind::Postgres && cfg.store.url.is_none() {
+            return Err("[store] engine = \"postgres\" needs `url` (or QGATE_STORE_URL)".into());
         }
         Ok(cfg)
     }

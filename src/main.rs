@@ -19,6 +19,7 @@ Environment:
   QGATE_CONFIG        the configuration file of `serve` (like --config)
   QGATE_LISTEN        the vendor API address (like --listen; overrides `listen`)
   QGATE_DATA_DIR      the data directory (like --data-dir; overrides `data_dir`)
+  QGATE_STORE_URL     the PostgreSQL engine's database (overrides [store] url)
   QGATE_ALLOW_DEMO_CREDENTIALS=1  serve the public demo credentials on a non-loopback address
   QGATE_ADMIN_URL     the admin listener `qgate admin` talks to (like --url)
   QGATE_ADMIN_TOKEN   the admin token `qgate admin` sends (like --token)
@@ -208,7 +209,7 @@ fn serve(
                 eprintln!("qgate:   admin token       : {t} (this run only)");
             }
         }
-        let mut opened = qgate::server::open(config.clone(), Arc::new(SystemClock))?;
+        let mut opened = qgate::server::open(config.clone(), Arc::new(SystemClock)).await?;
         if !config.admin.listen.is_empty() {
             let admin = tokio::net::TcpListener::bind(&config.admin.listen)
                 .await

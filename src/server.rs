@@ -59,12 +59,43 @@ fn receipt_key(dir: &Path) -> Result<ReceiptKey, String> {
     }
 }
 
-/// Opens the data directory and builds everything but the listener.
-pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
+/// The receipt key every node of a shared engine uses: kept through the engine (the label of
+/// one record in an internal namespace); the first node creates it, a concurrent creator adopts
+/// the winner's.
+async fn shared_receipt_key(engine: &dyn crate::core::Engine, now: crate::core::Millis) -> Result<ReceiptKey, String> {
+    use base64::Engine as _;
+    const NS: &str = "\u{0}receipt-key";
+    const NAME: &str = "key";
+    const LABEL: &str = "key";
+    let parse = |r: &crate::core::model::QueueRecord| -> Result<ReceiptKey, String> {
+        let b64 = r.config.labels.get(LABEL).ok_or("the shared receipt key record has no key")?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| e.to_string())?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| "the shared receipt key is not 32 bytes".to_string())?;
+        Ok(ReceiptKey::new(key))
+    };
+    match engine.queue(NS, NAME).await {
+        Ok(q) => parse(&q.record()),
+        Err(crate::core::CoreError::QueueNotFound) => {
+            let key: [u8; 32] = rand::random();
+            let mut cfg = crate::core::model::QueueConfig::default();
+            cfg.labels.insert(LABEL.into(), base64::engine::general_purpose::STANDARD.encode(key));
+            match engine.create_queue(NS, NAME, cfg, None, now).await.map_err(|e| format!("the receipt key: {e}"))? {
+                crate::core::CreateOutcome::Created(r) | crate::core::CreateOutcome::Exists(r) => parse(&r),
+            }
+        }
+        Err(e) => Err(format!("cannot read the shared receipt key: {e}")),
+    }
+}
+
+/// Opens the data directory and the engine, and builds everything but the listener.
+pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Opened, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let key = receipt_key(&config.data_dir)?;
-    let engine = engine::open(&config, clock.now())?;
+    let engine = engine::open(&config, clock.now()).await?;
+    let key = match config.store.engine {
+        crate::config::EngineKind::Embedded => receipt_key(&config.data_dir)?,
+        crate::config::EngineKind::Postgres => shared_receipt_key(&*engine, clock.now()).await?,
+    };
     let broker = Broker::new(engine, clock, key);
     let push = PushManager::new(broker.clone(), config.push.clone());
     let load_tls = |t: &Option<crate::config::TlsConfig>| -> Result<Option<Arc<Tls>>, String> {

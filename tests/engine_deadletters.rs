@@ -21,7 +21,7 @@ async fn fail(env: &Env, q: &std::sync::Arc<Queue>) -> bool {
 }
 
 async fn dead_lettered_exactly_at_the_threshold_into_the_own_store(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", policy(3, DeadLetterTarget::Own)).await;
     let id = env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap()[0].id;
     assert!(fail(&env, &q).await, "failure 1: requeued");
@@ -38,7 +38,7 @@ async fn dead_lettered_exactly_at_the_threshold_into_the_own_store(engine: Engin
 }
 
 async fn nack_without_requeue_dead_letters_at_once(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", policy(5, DeadLetterTarget::Own)).await;
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
     let d = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
@@ -48,7 +48,7 @@ async fn nack_without_requeue_dead_letters_at_once(engine: Engine) {
 }
 
 async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let dlq = env.queue("dlq", work()).await;
     let q = env.queue("q", policy(1, DeadLetterTarget::Queue(dlq.id()))).await;
     let ids: Vec<_> = env
@@ -97,7 +97,7 @@ async fn dead_letters_into_a_target_queue_remember_their_origin_and_redrive_home
 }
 
 async fn redrive_one_from_the_own_store(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", policy(1, DeadLetterTarget::Own)).await;
     let metas = env.broker.publish(&q, vec![NewMessage::text("a"), NewMessage::text("b")]).await.unwrap();
     fail(&env, &q).await;
@@ -115,7 +115,7 @@ async fn redrive_one_from_the_own_store(engine: Engine) {
 }
 
 async fn a_vanished_target_keeps_dead_letters_at_home(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let dlq = env.queue("dlq", work()).await;
     let q = env.queue("q", policy(1, DeadLetterTarget::Queue(dlq.id()))).await;
     env.broker.delete_queue(&dlq).await.unwrap();
@@ -126,7 +126,7 @@ async fn a_vanished_target_keeps_dead_letters_at_home(engine: Engine) {
 }
 
 async fn dead_letter_target_must_exist_and_not_be_itself(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let r = env.broker.update_queue(&q, |c| {
         c.dead_letter = Some(DeadLetterPolicy { max_failures: 1, target: DeadLetterTarget::Queue(q.id()) });

@@ -22,7 +22,7 @@ fn body(d: &qgate::core::model::Delivery) -> String {
 }
 
 async fn lease_expiry_redelivers_with_a_new_handle(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let id = env.broker.publish(&q, vec![NewMessage::text("hello")]).await.unwrap()[0].id;
 
@@ -56,7 +56,7 @@ async fn lease_expiry_redelivers_with_a_new_handle(engine: Engine) {
 }
 
 async fn forged_foreign_and_stale_handles_are_told_apart(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let a = env.queue("a", work()).await;
     let b = env.queue("b", work()).await;
     env.broker.publish(&a, vec![NewMessage::text("x")]).await.unwrap();
@@ -93,7 +93,7 @@ async fn forged_foreign_and_stale_handles_are_told_apart(engine: Engine) {
 }
 
 async fn priority_then_sequence_order(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let msgs = [("p8-a", 8), ("p1-a", 1), ("p16", 16), ("p1-b", 1), ("p8-b", 8)]
         .iter()
@@ -106,7 +106,7 @@ async fn priority_then_sequence_order(engine: Engine) {
 }
 
 async fn priority_ignored_when_the_queue_disables_it(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", qgate::core::model::QueueConfig { priority: false, ..work() }).await;
     let msgs = [("a", 16), ("b", 1), ("c", 8)]
         .iter()
@@ -118,7 +118,7 @@ async fn priority_ignored_when_the_queue_disables_it(engine: Engine) {
 }
 
 async fn delay_keeps_a_message_invisible_until_due(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", qgate::core::model::QueueConfig { delay_secs: 5, ..work() }).await;
     env.broker
         .publish(
@@ -146,7 +146,7 @@ async fn delay_keeps_a_message_invisible_until_due(engine: Engine) {
 }
 
 async fn fifo_blocks_behind_a_leased_head_and_retries_it_first(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", fifo()).await;
     env.broker.publish(&q, ["1", "2", "3"].iter().map(|b| NewMessage::text(*b)).collect()).await.unwrap();
     let head = env.broker.receive(&q, DEFAULT_GROUP, one()).await.unwrap().remove(0);
@@ -164,7 +164,7 @@ async fn fifo_blocks_behind_a_leased_head_and_retries_it_first(engine: Engine) {
 }
 
 async fn fifo_blocks_behind_a_delayed_head_and_ignores_priority(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", fifo()).await;
     env.broker
         .publish(
@@ -183,7 +183,7 @@ async fn fifo_blocks_behind_a_delayed_head_and_ignores_priority(engine: Engine) 
 }
 
 async fn nack_counts_failures_and_peek_changes_nothing(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
     let peeked = env.broker.peek(&q, DEFAULT_GROUP, 10).await.unwrap();
@@ -205,7 +205,7 @@ async fn nack_counts_failures_and_peek_changes_nothing(engine: Engine) {
 }
 
 async fn batch_receive_respects_max_and_bytes(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     env.broker.publish(&q, (0..10).map(|i| NewMessage::text(vec![b'x'; 100 + i])).collect()).await.unwrap();
     assert_eq!(env.broker.receive(&q, DEFAULT_GROUP, many(3)).await.unwrap().len(), 3);
@@ -217,7 +217,7 @@ async fn batch_receive_respects_max_and_bytes(engine: Engine) {
 }
 
 async fn publish_limits_are_all_or_nothing(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", qgate::core::model::QueueConfig { max_message_bytes: 10, ..work() }).await;
     let r = env.broker.publish(&q, vec![NewMessage::text("ok"), NewMessage::text("this is too long")]).await;
     assert!(matches!(r, Err(CoreError::TooLarge(_))));
@@ -233,7 +233,7 @@ async fn publish_limits_are_all_or_nothing(engine: Engine) {
 }
 
 async fn long_poll_wakes_on_publish_without_time_passing(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let b = env.broker.clone();
     let q2 = q.clone();
@@ -258,7 +258,7 @@ impl ClockNow for Env {
 }
 
 async fn long_poll_waits_its_full_time_then_answers_empty(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let b = env.broker.clone();
     let q2 = q.clone();
@@ -274,7 +274,7 @@ async fn long_poll_waits_its_full_time_then_answers_empty(engine: Engine) {
 }
 
 async fn long_poll_wakes_when_a_lease_or_delay_ends(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     env.broker.publish(&q, vec![NewMessage::text("m")]).await.unwrap();
     env.broker.receive(&q, DEFAULT_GROUP, ReceiveOptions { lease_ms: Some(5_000), ..one() }).await.unwrap();
@@ -301,7 +301,7 @@ async fn long_poll_wakes_when_a_lease_or_delay_ends(engine: Engine) {
 }
 
 async fn queue_deletion_and_shutdown_end_waits(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let b = env.broker.clone();
     let q2 = q.clone();
@@ -327,7 +327,7 @@ async fn queue_deletion_and_shutdown_end_waits(engine: Engine) {
 /// Messages with the same ordering key go one at a time, in order; other keys and unkeyed
 /// messages are not held up; the key survives a restart and never shows as a client tag.
 async fn ordering_keys_deliver_one_at_a_time_in_order(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let keyed =
         |b: &str, k: Option<&str>| NewMessage { order_key: k.map(str::to_string), ..NewMessage::text(b.to_string()) };
@@ -355,7 +355,7 @@ async fn ordering_keys_deliver_one_at_a_time_in_order(engine: Engine) {
     let next = env.broker.receive(&q, DEFAULT_GROUP, many(10)).await.unwrap();
     assert_eq!(next.iter().map(body).collect::<Vec<_>>(), ["a2"]);
     // An expired lease puts a2 back first: order holds across redelivery and a restart.
-    let env = env.restart();
+    let env = env.restart().await;
     let q = env.broker.queue("t", "q").await.unwrap();
     env.advance(secs(31));
     let again = env.broker.receive(&q, DEFAULT_GROUP, many(10)).await.unwrap();

@@ -29,7 +29,7 @@ async fn groups(env: &Env, q: &Queue, names: &[&str]) -> Vec<u32> {
 }
 
 async fn every_group_gets_every_message(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", log_queue(None)).await;
     let g = groups(&env, &q, &["billing", "audit"]).await;
     env.broker.publish(&q, ["1", "2", "3"].iter().map(|b| NewMessage::text(*b)).collect()).await.unwrap();
@@ -57,7 +57,7 @@ async fn every_group_gets_every_message(engine: Engine) {
 }
 
 async fn group_quota_and_duplicates_create_nothing(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", log_queue(None)).await;
     groups(&env, &q, &["a", "b"]).await;
     let two = vec!["c".to_string(), "d".to_string()];
@@ -72,7 +72,7 @@ async fn group_quota_and_duplicates_create_nothing(engine: Engine) {
 }
 
 async fn tag_rules_filter_and_are_fixed_by_the_first_consume(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", log_queue(None)).await;
     let g = groups(&env, &q, &["or", "and", "none"]).await;
     env.broker
@@ -121,7 +121,7 @@ async fn tag_rules_filter_and_are_fixed_by_the_first_consume(engine: Engine) {
 }
 
 async fn group_dead_letters_after_max_failures_and_can_be_consumed(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", log_queue(Some(2))).await;
     let g = groups(&env, &q, &["g"]).await[0];
     env.broker.publish(&q, vec![NewMessage::text("poison"), NewMessage::text("fine")]).await.unwrap();
@@ -157,7 +157,7 @@ async fn group_dead_letters_after_max_failures_and_can_be_consumed(engine: Engin
 }
 
 async fn reset_to_earliest_latest_and_a_time(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", log_queue(None)).await;
     let g = groups(&env, &q, &["g"]).await[0];
     env.broker.publish(&q, vec![NewMessage::text("t0-a"), NewMessage::text("t0-b")]).await.unwrap();
@@ -188,7 +188,7 @@ async fn reset_to_earliest_latest_and_a_time(engine: Engine) {
 }
 
 async fn a_new_group_starts_at_the_earliest_retained_message(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", log_queue(None)).await;
     env.broker.publish(&q, vec![NewMessage::text("before")]).await.unwrap();
     let g = groups(&env, &q, &["late"]).await[0];
@@ -197,14 +197,14 @@ async fn a_new_group_starts_at_the_earliest_retained_message(engine: Engine) {
 }
 
 async fn groups_rules_and_resets_survive_a_restart(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", log_queue(Some(1))).await;
     let g = groups(&env, &q, &["g", "h"]).await;
     env.broker.publish(&q, vec![tagged("a", &["x"]), tagged("b", &["y"]), NewMessage::text("c")]).await.unwrap();
     let got = env.broker.receive(&q, g[0], with_rule(1, &["x", "y"], TagMode::Or)).await.unwrap();
     env.broker.nack(&q, &got[0].handle, false).await.unwrap(); // max 1: dead at once
     env.broker.reset(&q, g[1], ResetPosition::Latest, false).await.unwrap();
-    let env = env.restart();
+    let env = env.restart().await;
     let q = env.broker.queue("t", "q").await.unwrap();
     assert!(matches!(
         env.broker.receive(&q, g[0], with_rule(1, &["z"], TagMode::Or)).await,

@@ -13,7 +13,7 @@ fn all() -> ReceiveOptions {
 }
 
 async fn retention_expires_messages_whatever_their_state(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", QueueConfig { retention_secs: 60, ..work() }).await;
     env.broker.publish(&q, vec![NewMessage::text("old-leased"), NewMessage::text("old-ready")]).await.unwrap();
     let leased = env
@@ -32,13 +32,13 @@ async fn retention_expires_messages_whatever_their_state(engine: Engine) {
     assert_eq!(got[0].body.body, b"young");
     // And it is gone from disk: a restart does not bring it back.
     drop(got);
-    let env = env.restart();
+    let env = env.restart().await;
     let q = env.broker.queue("t", "q").await.unwrap();
     assert_eq!(env.broker.stats(&q, DEFAULT_GROUP).await.unwrap().produced, 1);
 }
 
 async fn purge_removes_live_messages_but_keeps_dead_letters(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env
         .queue(
             "q",
@@ -68,7 +68,7 @@ async fn purge_removes_live_messages_but_keeps_dead_letters(engine: Engine) {
 }
 
 async fn idempotency_replays_for_a_day_and_survives_restart(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let fp = [1u8; 32];
     let Idempotent::Proceed(t) = env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await.unwrap() else {
         panic!("a new key proceeds");
@@ -94,7 +94,7 @@ async fn idempotency_replays_for_a_day_and_survives_restart(engine: Engine) {
         Idempotent::Proceed(_)
     ));
 
-    let env = env.restart();
+    let env = env.restart().await;
     assert!(matches!(
         env.broker.idempotency_begin("t", "queue.publish", "k1", fp).await.unwrap(),
         Idempotent::Replay { .. }
@@ -111,7 +111,7 @@ async fn idempotency_replays_for_a_day_and_survives_restart(engine: Engine) {
 }
 
 async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env
         .queue(
             "q",
@@ -151,7 +151,7 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
     let qid = q.id();
     drop(q);
 
-    let env = env.restart();
+    let env = env.restart().await;
     let q = env.broker.queue("t", "q").await.unwrap();
     assert_eq!(q.id(), qid);
     let s = env.broker.stats(&q, DEFAULT_GROUP).await.unwrap();
@@ -167,20 +167,20 @@ async fn restart_restores_queues_messages_leases_dead_letters_and_subscriptions(
 }
 
 async fn sequences_are_not_reused_after_the_queue_empties(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     let first = env.broker.publish(&q, vec![NewMessage::text("a")]).await.unwrap()[0].id;
     let d = env.broker.receive(&q, DEFAULT_GROUP, all()).await.unwrap();
     env.broker.ack(&q, &d[0].handle).await.unwrap();
     drop(q);
-    let env = env.restart();
+    let env = env.restart().await;
     let q = env.broker.queue("t", "q").await.unwrap();
     let second = env.broker.publish(&q, vec![NewMessage::text("b")]).await.unwrap()[0].id;
     assert_ne!(first, second);
 }
 
 async fn work_queue_forgets_acked_messages_log_queue_keeps_them(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let w = env.queue("w", work()).await;
     let l = env.queue("l", log_queue(None)).await;
     for q in [&w, &l] {
@@ -194,7 +194,7 @@ async fn work_queue_forgets_acked_messages_log_queue_keeps_them(engine: Engine) 
 }
 
 async fn create_reports_an_existing_queue_and_updates_persist(engine: Engine) {
-    let env = Env::new(engine);
+    let env = Env::new(engine).await;
     let q = env.queue("q", work()).await;
     match env.broker.create_queue("t", "q", QueueConfig { delay_secs: 9, ..work() }, None).await.unwrap() {
         qgate::core::CreateOutcome::Exists(rec) => assert_eq!(rec.config.delay_secs, 0),
@@ -215,7 +215,7 @@ async fn create_reports_an_existing_queue_and_updates_persist(engine: Engine) {
         .await
         .unwrap();
     drop(q);
-    let env = env.restart();
+    let env = env.restart().await;
     let rec = env.broker.queue("t", "q").await.unwrap().record();
     assert_eq!((rec.config.visibility_timeout_secs, rec.modified_at, rec.created_at), (99, T0 + 5_000, T0));
     let (names, more) = env.broker.list_queues("t", "", None, 10).await.unwrap();

@@ -57,13 +57,14 @@ impl Drop for Opened {
     }
 }
 
-fn open(m: &Value) -> Opened {
+async fn open(m: &Value) -> Opened {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(Path::new(FIXTURE), dir.path());
     // Inside the window where every state the manifest records still holds.
     let from = m["clock"]["state_valid_from_ms"].as_u64().unwrap();
     let clock = ManualClock::new(from + 1_000);
-    let opened = qgate::server::open(config(m, dir.path()), Arc::new(clock.clone())).expect("the old data dir opens");
+    let opened =
+        qgate::server::open(config(m, dir.path()), Arc::new(clock.clone())).await.expect("the old data dir opens");
     Opened { broker: opened.state.broker.clone(), clock, _dir: dir }
 }
 
@@ -82,7 +83,7 @@ async fn q(b: &Broker, name: &str) -> Arc<Queue> {
 #[tokio::test]
 async fn every_queue_opens_with_its_id_and_counts() {
     let m = manifest();
-    let o = open(&m);
+    let o = open(&m).await;
     let names: Vec<String> =
         o.broker.queues("fx").await.unwrap().iter().map(|q| q.name().to_string()).collect::<Vec<_>>();
     let mut expected: Vec<String> =
@@ -117,7 +118,7 @@ async fn every_queue_opens_with_its_id_and_counts() {
 #[tokio::test]
 async fn ready_messages_keep_their_bodies_attributes_and_order() {
     let m = manifest();
-    let o = open(&m);
+    let o = open(&m).await;
     for name in ["plain", "delayed", "leased", "orders", "orders-dlq", "fifo"] {
         let spec = queue_spec(&m, name);
         let queue = q(&o.broker, name).await;
@@ -166,7 +167,7 @@ async fn ready_messages_keep_their_bodies_attributes_and_order() {
 #[tokio::test]
 async fn an_old_receipt_handle_acks_and_leases_and_delays_end_on_time() {
     let m = manifest();
-    let o = open(&m);
+    let o = open(&m).await;
     let spec = queue_spec(&m, "leased");
     let queue = q(&o.broker, "leased").await;
     let leased = messages(spec, "leased");
@@ -195,7 +196,7 @@ async fn an_old_receipt_handle_acks_and_leases_and_delays_end_on_time() {
 #[tokio::test]
 async fn dead_letters_groups_idempotency_and_subscriptions_survive() {
     let m = manifest();
-    let o = open(&m);
+    let o = open(&m).await;
     // A dead letter moved to orders-dlq still lists under orders and redrives home.
     let orders = q(&o.broker, "orders").await;
     let moved = &queue_spec(&m, "orders-dlq")["messages"][0];

@@ -41,7 +41,7 @@ impl Server {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
-        let opened = qgate::server::open(test_config(dir.path()), Arc::new(clock.clone())).unwrap();
+        let opened = qgate::server::open(test_config(dir.path()), Arc::new(clock.clone())).await.unwrap();
         let state = opened.state.clone();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -190,7 +190,7 @@ async fn exchange(
 #[tokio::test]
 async fn a_panicking_handler_answers_its_dialects_internal_error_and_the_connection_lives_on() {
     let dir = tempfile::tempdir().unwrap();
-    let opened = qgate::server::open(test_config(dir.path()), Arc::new(ManualClock::new(T0))).unwrap();
+    let opened = qgate::server::open(test_config(dir.path()), Arc::new(ManualClock::new(T0))).await.unwrap();
     let state = opened.state.clone();
     // Test-only routes under each dialect's prefix, behind the production middleware.
     let routes = Router::new()

@@ -7,6 +7,7 @@ pub mod ctyun;
 pub mod dms;
 pub mod golden;
 pub mod mns;
+pub mod pg;
 pub mod process;
 
 use std::path::Path;
@@ -32,15 +33,24 @@ pub fn secs(s: u64) -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Embedded,
+    /// On the database `QGATE_TEST_PG` names (scripts/with-postgres starts one), each test in
+    /// a schema of its own.
+    Postgres,
 }
 
-/// A broker over `engine` keeping its state in `dir`, on `clock`.
-pub fn open_broker(engine: Engine, dir: &Path, clock: &ManualClock) -> Arc<Broker> {
+/// A broker over `engine` keeping its state in `dir` (embedded) or the database schema `url`
+/// names (postgres), on `clock`.
+pub async fn open_broker(engine: Engine, dir: &Path, url: Option<&str>, clock: &ManualClock) -> Arc<Broker> {
     let engine: Arc<dyn qgate::core::Engine> = match engine {
         Engine::Embedded => {
             let store = Arc::new(SledStore::open(&SledOptions::new(dir.join("store"))).expect("open store"));
             Arc::new(EmbeddedEngine::open(store, clock.now()).expect("open the embedded engine"))
         }
+        Engine::Postgres => Arc::new(
+            qgate::engine::postgres::PgEngine::open(url.expect("a database URL"), 8)
+                .await
+                .expect("open the postgres engine"),
+        ),
     };
     Broker::new(engine, Arc::new(clock.clone()), ReceiptKey::new([7; 32]))
 }
@@ -51,6 +61,7 @@ pub fn open_broker(engine: Engine, dir: &Path, clock: &ManualClock) -> Arc<Broke
 macro_rules! engine_tests {
     ($($name:ident),* $(,)?) => {
         $crate::per_engine!(embedded, Embedded; $($name),*);
+        $crate::per_engine!(postgres, Postgres; $($name),*);
     };
 }
 
@@ -75,25 +86,31 @@ pub struct Env {
     pub engine: Engine,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
+    /// The database schema of a postgres-engine test.
+    pub url: Option<String>,
 }
 
 impl Env {
-    pub fn new(engine: Engine) -> Self {
+    pub async fn new(engine: Engine) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::new(T0);
-        let broker = open_broker(engine, dir.path(), &clock);
-        Env { broker, engine, clock, dir }
+        let url = match engine {
+            Engine::Postgres => Some(pg::fresh_schema().await),
+            Engine::Embedded => None,
+        };
+        let broker = open_broker(engine, dir.path(), url.as_deref(), &clock).await;
+        Env { broker, engine, clock, dir, url }
     }
 
     /// Closes the broker's engine and opens it again from what it keeps (a clean restart).
-    pub fn restart(self) -> Self {
-        let Env { broker, engine, clock, dir } = self;
+    pub async fn restart(self) -> Self {
+        let Env { broker, engine, clock, dir, url } = self;
         broker.shutdown();
         assert_eq!(Arc::strong_count(&broker), 1, "someone still holds the broker");
         broker.engine().close().expect("close the engine");
         drop(broker);
-        let broker = open_broker(engine, dir.path(), &clock);
-        Env { broker, engine, clock, dir }
+        let broker = open_broker(engine, dir.path(), url.as_deref(), &clock).await;
+        Env { broker, engine, clock, dir, url }
     }
 
     pub fn advance(&self, d: Duration) {
@@ -194,8 +211,23 @@ impl TestServer {
     /// Starts on an existing data directory (a restart).
     pub async fn start_in(dir: tempfile::TempDir, clock: ManualClock, edit: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = test_config(dir.path());
+        if std::env::var("QGATE_TEST_ENGINE").is_ok_and(|e| e == "postgres") {
+            // The HTTP suites on the postgres engine: a schema per server, kept in the data
+            // directory so a restart finds the same one.
+            let keep = dir.path().join("pg-url");
+            let url = match std::fs::read_to_string(&keep) {
+                Ok(u) => u,
+                Err(_) => {
+                    let u = pg::fresh_schema().await;
+                    std::fs::write(&keep, &u).expect("remember the schema");
+                    u
+                }
+            };
+            cfg.store.engine = qgate::config::EngineKind::Postgres;
+            cfg.store.url = Some(url);
+        }
         edit(&mut cfg);
-        let mut opened = qgate::server::open(cfg, Arc::new(clock.clone())).expect("open server");
+        let mut opened = qgate::server::open(cfg, Arc::new(clock.clone())).await.expect("open server");
         let state = opened.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

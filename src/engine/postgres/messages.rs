@@ -1,0 +1,324 @@
+//! Publishing and delivering on PostgreSQL: publish (one multi-row insert of messages and
+//! their lanes), claim (refresh, choose, lease: in one transaction under the queue's lock) and
+//! peek.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use super::refresh::{MSG_COLS, kind_code, meta_of, tags_col};
+use super::{PResult, PgEngine, Tx, esc, ms, storage, transaction};
+use crate::core::clock::Millis;
+use crate::core::engine::{Claim, Claimed, LeaseOf, Queue};
+use crate::core::error::{CoreError, Result};
+use crate::core::model::{
+    DEFAULT_PRIORITY, MAX_TAGS, MessageId, MessageMeta, NewMessage, ORDER_TAG, Peeked, QueueConfig, QueueKind,
+    QueueRecord, RESERVED_TAG, TagMode, TagRule,
+};
+use crate::core::options::ReceiveOptions;
+
+/// Most messages of busy ordering keys one receive passes over before it stops looking.
+const MAX_PASSED_OVER: i64 = 10_000;
+/// A waiter with nothing due looks again after this long, whatever it heard (see `notify`).
+pub(crate) const FALLBACK_POLL_MS: u64 = 1000;
+
+fn validate(cfg: &QueueConfig, msgs: &[NewMessage]) -> Result<()> {
+    for (i, m) in msgs.iter().enumerate() {
+        if m.body.len() as u64 > cfg.max_message_bytes {
+            return Err(CoreError::TooLarge(format!(
+                "message {i} has {} bytes, the queue allows {}",
+                m.body.len(),
+                cfg.max_message_bytes
+            )));
+        }
+        if m.tags.len() > MAX_TAGS {
+            return Err(CoreError::InvalidArgument(format!("message {i} has more than {MAX_TAGS} tags")));
+        }
+        if m.tags.iter().any(|t| t.starts_with(RESERVED_TAG)) {
+            return Err(CoreError::InvalidArgument(format!("message {i} has a tag starting with a control character")));
+        }
+        if let Some(p) = m.priority
+            && !(1..=16).contains(&p)
+        {
+            return Err(CoreError::InvalidArgument(format!("message {i} has priority {p} (1-16)")));
+        }
+    }
+    Ok(())
+}
+
+/// A group's row: its tag rule and reset floor.
+pub(crate) struct GroupRow {
+    pub rule: Option<TagRule>,
+}
+
+impl PgEngine {
+    pub(crate) async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>, now: Millis) -> Result<Vec<MessageMeta>> {
+        validate(q.config(), &msgs)?;
+        let n = msgs.len() as i64;
+        transaction!(self, true, |tx, fx| {
+            let rec = self.lock(&tx, q.id(), false).await?;
+            validate(&rec.config, &msgs)?;
+            let next = tx.prepare_cached("SELECT nextval('qg_seq') FROM generate_series(1, $1::bigint)").await?;
+            let mut seqs: Vec<i64> = tx.query(&next, &[&n]).await?.iter().map(|r| r.get(0)).collect();
+            seqs.sort_unstable();
+            let salt = q.salt();
+            let cfg = &rec.config;
+            let mut metas = Vec::with_capacity(msgs.len());
+            let (mut ids, mut kinds, mut prios, mut nbs, mut sizes, mut tags, mut okeys, mut attrs, mut bodies) =
+                (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+            for (m, seq) in msgs.iter().zip(&seqs) {
+                let mut t = m.tags.clone();
+                if let Some(k) = &m.order_key {
+                    t.push(format!("{ORDER_TAG}{k}"));
+                }
+                let delay = m.delay_ms.unwrap_or(cfg.delay_secs.saturating_mul(1000));
+                let meta = MessageMeta {
+                    seq: *seq as u64,
+                    id: MessageId::new(salt, *seq as u64),
+                    kind: m.kind,
+                    priority: m.priority.unwrap_or(DEFAULT_PRIORITY),
+                    enqueued_at: now,
+                    not_before: now.saturating_add(delay),
+                    size: m.body.len() as u32,
+                    tags: t,
+                    origin: None,
+                };
+                ids.push(Uuid::from_u128(meta.id.0));
+                kinds.push(kind_code(meta.kind));
+                prios.push(meta.priority as i16);
+                nbs.push(ms(meta.not_before));
+                sizes.push(meta.size as i32);
+                tags.push(serde_json::Value::from(tags_col(&meta.tags)));
+                okeys.push(m.order_key.as_deref().map(|k| esc(k).into_owned()));
+                attrs.push(serde_json::to_vec(&m.attributes).map_err(|e| storage(e.to_string()))?);
+                bodies.push(m.body.as_slice());
+                metas.push(meta);
+            }
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO qg_message (queue_id, seq, id, kind, priority, enqueued_at, not_before, size, tags, \
+                     okey, attrs, body) \
+                     SELECT $1, u.seq, u.id, u.kind, u.priority, $2, u.nb, u.size, \
+                     ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.okey, u.attrs, u.body \
+                     FROM unnest($3::int8[], $4::uuid[], $5::int2[], $6::int2[], $7::int8[], $8::int4[], \
+                     $9::jsonb[], $10::text[], $11::bytea[], $12::bytea[]) \
+                     AS u(seq, id, kind, priority, nb, size, tags, okey, attrs, body)",
+                )
+                .await?;
+            tokio::try_join!(
+                async {
+                    tx.execute(
+                        &insert,
+                        &[&rec.id, &ms(now), &seqs, &ids, &kinds, &prios, &nbs, &sizes, &tags, &okeys, &attrs, &bodies],
+                    )
+                    .await
+                    .map_err(super::PgError::from)
+                },
+                self.insert_lanes(&tx, &rec, &seqs, now),
+            )?;
+            fx.wake.push(rec.id);
+            Ok(metas)
+        })
+    }
+
+    /// The group's row, or `GroupNotFound`.
+    pub(crate) async fn group_row(&self, tx: &Tx<'_>, qid: Uuid, grp: u32) -> PResult<GroupRow> {
+        let stmt =
+            tx.prepare_cached("SELECT rule_tags, rule_and FROM qg_group WHERE queue_id = $1 AND no = $2").await?;
+        let row = tx.query_opt(&stmt, &[&qid, &(grp as i32)]).await?.ok_or(CoreError::GroupNotFound)?;
+        let tags: Option<Vec<String>> = row.get(0);
+        let and: bool = row.get(1);
+        Ok(GroupRow {
+            rule: tags
+                .map(|t| TagRule::new(t.iter().map(|s| super::unesc(s)), if and { TagMode::And } else { TagMode::Or })),
+        })
+    }
+
+    /// Fixes or checks group `grp`'s tag rule; fixing it drops the ready and delayed lanes it
+    /// does not accept.
+    pub(crate) async fn apply_rule(
+        &self,
+        tx: &Tx<'_>,
+        qid: Uuid,
+        grp: u32,
+        row: &GroupRow,
+        rule: &TagRule,
+    ) -> PResult<()> {
+        match &row.rule {
+            Some(r) if r == rule => Ok(()),
+            Some(_) => Err(CoreError::TagRuleChanged.into()),
+            None => {
+                let tags = tags_col(&rule.tags);
+                let and = rule.mode == TagMode::And;
+                let set = tx
+                    .prepare_cached("UPDATE qg_group SET rule_tags = $3, rule_and = $4 WHERE queue_id = $1 AND no = $2")
+                    .await?;
+                let drop = tx
+                    .prepare_cached(&format!(
+                        "DELETE FROM qg_lane l USING qg_message m, qg_group g \
+                         WHERE l.queue_id = $1 AND l.grp = $2 AND l.state IN (0, 2) AND m.queue_id = $1 \
+                         AND m.seq = l.seq AND g.queue_id = $1 AND g.no = $2 AND NOT {}",
+                        super::refresh::ACCEPTS
+                    ))
+                    .await?;
+                tx.execute(&set, &[&qid, &(grp as i32), &tags, &and]).await?;
+                tx.execute(&drop, &[&qid, &(grp as i32)]).await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) async fn claim(&self, q: &Queue, group: u32, opts: &ReceiveOptions, now: Millis) -> Result<Claim> {
+        transaction!(self, false, |tx, fx| {
+            let rec = self.lock(&tx, q.id(), true).await?;
+            self.refresh(&tx, &rec, now, fx).await?;
+            let row = self.group_row(&tx, rec.id, group).await?;
+            if let Some(rule) = &opts.rule {
+                self.apply_rule(&tx, rec.id, group, &row, rule).await?;
+            }
+            let lease_ms = opts.lease_ms.unwrap_or(rec.config.visibility_timeout_secs.saturating_mul(1000));
+            let items = self.lease_ready(&tx, &rec, group, opts, now.saturating_add(lease_ms), now).await?;
+            let next_due = if items.is_empty() { Some(self.next_due_of(&tx, &rec, now).await?) } else { None };
+            let _ = &fx;
+            Ok(Claim { items, next_due })
+        })
+    }
+
+    /// Chooses and leases up to `opts.max` ready messages of a group (the queue is locked).
+    async fn lease_ready(
+        &self,
+        tx: &Tx<'_>,
+        rec: &QueueRecord,
+        group: u32,
+        opts: &ReceiveOptions,
+        until: Millis,
+        now: Millis,
+    ) -> PResult<Vec<Claimed>> {
+        if opts.max == 0 {
+            return Ok(Vec::new());
+        }
+        let fifo = rec.config.kind == QueueKind::Fifo;
+        let block = if fifo {
+            " AND l.seq < coalesce((SELECT min(b.seq) FROM qg_lane b WHERE b.queue_id = $1 AND b.grp = $2 \
+             AND b.state IN (1, 2)), 9223372036854775807)"
+        } else {
+            ""
+        };
+        let cand = tx
+            .prepare_cached(&format!(
+                "SELECT l.seq, m.size, m.okey FROM qg_lane l JOIN qg_message m ON m.queue_id = l.queue_id \
+                 AND m.seq = l.seq WHERE l.queue_id = $1 AND l.grp = $2 AND l.state = 0{block} \
+                 ORDER BY l.pkey, l.seq LIMIT $3"
+            ))
+            .await?;
+        let (qid, g) = (rec.id, group as i32);
+        let mut rows = tx.query(&cand, &[&qid, &g, &(opts.max as i64)]).await?;
+        let keyed = rows.iter().any(|r| r.get::<_, Option<&str>>(2).is_some());
+        let mut busy: HashSet<String> = HashSet::new();
+        if keyed {
+            rows = tx.query(&cand, &[&qid, &g, &(opts.max as i64 + MAX_PASSED_OVER)]).await?;
+            let keys = tx
+                .prepare_cached(
+                    "SELECT DISTINCT m.okey FROM qg_lane l JOIN qg_message m ON m.queue_id = l.queue_id \
+                     AND m.seq = l.seq WHERE l.queue_id = $1 AND l.grp = $2 AND l.state = 1 AND m.okey IS NOT NULL",
+                )
+                .await?;
+            busy = tx.query(&keys, &[&qid, &g]).await?.iter().map(|r| r.get::<_, String>(0)).collect();
+        }
+        let mut chosen: Vec<i64> = Vec::new();
+        let mut bytes = 0u64;
+        for r in &rows {
+            if chosen.len() >= opts.max {
+                break;
+            }
+            if let Some(key) = r.get::<_, Option<String>>(2)
+                && !busy.insert(key)
+            {
+                continue;
+            }
+            let size = r.get::<_, i32>(1) as u64;
+            if let Some(limit) = opts.max_bytes
+                && !chosen.is_empty()
+                && bytes + size > limit
+            {
+                break;
+            }
+            bytes += size;
+            chosen.push(r.get(0));
+        }
+        if chosen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lease = tx
+            .prepare_cached(&format!(
+                "WITH u AS (UPDATE qg_lane SET state = 1, visible_at = $4, lease = nextval('qg_lease'), \
+                 deliveries = deliveries + 1, first_at = CASE WHEN first_at = 0 THEN $5 ELSE first_at END \
+                 WHERE queue_id = $1 AND seq = ANY($3) AND grp = $2 AND state = 0 \
+                 RETURNING seq, lease, deliveries, failures, first_at) \
+                 SELECT u.lease, u.deliveries, u.failures, u.first_at, {MSG_COLS} FROM u \
+                 JOIN qg_message m ON m.queue_id = $1 AND m.seq = u.seq"
+            ))
+            .await?;
+        let rows = tx.query(&lease, &[&qid, &g, &chosen, &ms(until), &ms(now)]).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (meta, body) = meta_of(r, 4)?;
+            items.push(Claimed {
+                meta,
+                body,
+                group,
+                lease: LeaseOf { lease: r.get::<_, i64>(0) as u64, until },
+                deliveries: r.get::<_, i32>(1) as u32,
+                failures: r.get::<_, i32>(2) as u32,
+                first_delivered_at: r.get::<_, i64>(3) as u64,
+                dead: false,
+            });
+        }
+        items.sort_by_key(|c| chosen.iter().position(|s| *s as u64 == c.meta.seq));
+        Ok(items)
+    }
+
+    /// When queue `rec` next changes by itself (a delay, lease or retention end), at most
+    /// [`FALLBACK_POLL_MS`] away.
+    pub(crate) async fn next_due_of(&self, tx: &Tx<'_>, rec: &QueueRecord, now: Millis) -> PResult<Millis> {
+        let stmt = tx
+            .prepare_cached(
+                "SELECT least((SELECT min(visible_at) FROM qg_lane WHERE queue_id = $1 AND state IN (1, 2)), \
+                 (SELECT min(until) FROM qg_dead WHERE queue_id = $1 AND state = 1), \
+                 (SELECT min(enqueued_at) FROM qg_message WHERE queue_id = $1) + $2)",
+            )
+            .await?;
+        let retention = ms(rec.config.retention_secs.saturating_mul(1000));
+        let next: Option<i64> = tx.query_one(&stmt, &[&rec.id, &retention]).await?.get(0);
+        let cap = now.saturating_add(FALLBACK_POLL_MS);
+        Ok(next.map_or(cap, |n| (n.max(0) as u64).min(cap)))
+    }
+
+    pub(crate) async fn peek(&self, q: &Queue, group: u32, max: usize, now: Millis) -> Result<Vec<Peeked>> {
+        transaction!(self, false, |tx, fx| {
+            let rec = self.lock(&tx, q.id(), true).await?;
+            self.refresh(&tx, &rec, now, fx).await?;
+            self.group_row(&tx, rec.id, group).await?;
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT l.deliveries, l.first_at, {MSG_COLS} FROM qg_lane l JOIN qg_message m \
+                     ON m.queue_id = l.queue_id AND m.seq = l.seq WHERE l.queue_id = $1 AND l.grp = $2 \
+                     AND l.state = 0 ORDER BY l.pkey, l.seq LIMIT $3"
+                ))
+                .await?;
+            let rows = tx.query(&stmt, &[&rec.id, &(group as i32), &(max.min(i64::MAX as usize) as i64)]).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let (meta, body) = meta_of(r, 2)?;
+                let deliveries = r.get::<_, i32>(0) as u32;
+                out.push(Peeked {
+                    meta,
+                    body,
+                    deliveries,
+                    first_delivered_at: (deliveries > 0).then(|| r.get::<_, i64>(1) as u64),
+                });
+            }
+            Ok(out)
+        })
+    }
+}
