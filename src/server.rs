@@ -219,6 +219,14 @@ pub async fn run(
     dialects::mns::notify::start_all(&state).await;
     let broker = state.broker.clone();
     let push = state.push.clone();
+    let st = state.clone();
+    let supervisor = tokio::spawn(push.clone().supervise(move || {
+        let st = st.clone();
+        async move {
+            st.push.start_all().await;
+            dialects::mns::notify::start_all(&st).await;
+        }
+    }));
     let maint = tokio::spawn(maintenance(broker.clone()));
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let http = &state.config.http;
@@ -260,6 +268,8 @@ pub async fn run(
     reloader.abort();
     push.shutdown();
     maint.abort();
+    supervisor.abort();
+    let _ = supervisor.await;
     broker.close().await.map_err(|e| format!("final flush failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())

@@ -319,6 +319,13 @@ pub trait Engine: Send + Sync + 'static {
     /// A queue's subscriptions, oldest first.
     async fn subscriptions_of(&self, queue: Uuid) -> Result<Vec<SubscriptionRecord>>;
 
+    /// Takes or renews this node's ownership of a background job (a push subscription's
+    /// worker, say) until `until`; false while another node's ownership is live. Engines one
+    /// process owns alone keep no record: always true.
+    async fn claim_owner(&self, _key: &str, _node: Uuid, _until: Millis, _now: Millis) -> Result<bool> {
+        Ok(true)
+    }
+
     // ----- time and lifecycle ------------------------------------------------------------------
 
     /// Applies everything due at `now` in every queue (retention, delay and lease ends) and

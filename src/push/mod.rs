@@ -13,6 +13,12 @@
 //!
 //! The worker holds no state of its own: a restart re-reads the durable subscription records
 //! and any message leased at the time comes back when its lease ends.
+//!
+//! Several nodes on a shared engine: every node runs a supervisor ([`PushManager::supervise`])
+//! that finds subscriptions and relays made on other nodes, and each worker only receives while
+//! its node owns the job ([`Engine::claim_owner`](crate::core::Engine::claim_owner), renewed
+//! every [`RENEW`]); when the owner dies its ownership lapses after [`OWNER_TTL_MS`] and
+//! another node's worker takes over.
 
 pub mod relay;
 pub mod signing;
@@ -77,6 +83,10 @@ fn spawn_each<Fut>(
 
 /// Long-poll wait of a worker's receive.
 const POLL_MS: u64 = 20_000;
+/// How long a node's ownership of a worker lasts without renewal.
+pub const OWNER_TTL_MS: u64 = 10_000;
+/// How often the supervisor renews ownerships and looks for new jobs.
+pub const RENEW: Duration = Duration::from_secs(2);
 
 /// Runs and supervises the subscription workers.
 pub struct PushManager {
@@ -89,6 +99,9 @@ pub struct PushManager {
     relays: Mutex<HashMap<Uuid, JoinHandle<()>>>,
     /// The RSA key pushed requests are signed with, loaded on first use.
     signer: tokio::sync::OnceCell<Arc<signing::RsaSigner>>,
+    /// This node, as owner of jobs; the jobs (subscription ids, relay queue ids) it owns.
+    node: Uuid,
+    owned: Mutex<std::collections::HashSet<Uuid>>,
 }
 
 impl PushManager {
@@ -118,13 +131,79 @@ impl PushManager {
             workers: Mutex::new(HashMap::new()),
             relays: Mutex::new(HashMap::new()),
             signer: tokio::sync::OnceCell::new(),
+            node: Uuid::new_v4(),
+            owned: Mutex::new(Default::default()),
         })
     }
 
-    /// Starts a worker for every stored subscription (server start).
+    /// Whether this node runs job `id` now (taking it when nobody else holds it).
+    pub(crate) async fn owns(&self, id: Uuid) -> bool {
+        if self.owned.lock().contains(&id) {
+            return true;
+        }
+        let now = self.broker.now();
+        let mine = self.broker.engine().claim_owner(&id.simple().to_string(), self.node, now + OWNER_TTL_MS, now).await;
+        if matches!(mine, Ok(true)) {
+            self.owned.lock().insert(id);
+            return true;
+        }
+        false
+    }
+
+    /// Waits while another node owns job `id`; false when shutting down.
+    pub(crate) async fn wait_until_owner(&self, id: Uuid) -> bool {
+        while !self.owns(id).await {
+            if self.broker.is_shutting_down() {
+                return false;
+            }
+            tokio::time::sleep(RENEW).await;
+        }
+        !self.broker.is_shutting_down()
+    }
+
+    /// Renews this node's jobs every [`RENEW`], drops the ones it lost, and every fifth round
+    /// runs `discover` (start workers for jobs made on other nodes). Runs until shutdown.
+    pub async fn supervise<F, Fut>(self: Arc<Self>, discover: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut round = 0u64;
+        while !self.broker.is_shutting_down() {
+            tokio::time::sleep(RENEW).await;
+            round += 1;
+            let ids: Vec<Uuid> = self.owned.lock().iter().copied().collect();
+            for id in ids {
+                let now = self.broker.now();
+                let key = id.simple().to_string();
+                match self.broker.engine().claim_owner(&key, self.node, now + OWNER_TTL_MS, now).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(job = %id, "another node took this push job over");
+                        self.owned.lock().remove(&id);
+                    }
+                    // Unknown (database unreachable): stop, as another node may take over.
+                    Err(_) => {
+                        self.owned.lock().remove(&id);
+                    }
+                }
+            }
+            if round.is_multiple_of(5) {
+                discover().await;
+            }
+        }
+    }
+
+    /// Starts a worker for every stored subscription that has none running (server start, and
+    /// the supervisor's rounds: subscriptions made on other nodes).
     pub async fn start_all(self: &Arc<Self>) {
         match self.broker.subscriptions().await {
-            Ok(subs) => subs.into_iter().for_each(|sub| self.spawn(sub)),
+            Ok(subs) => subs.into_iter().for_each(|sub| {
+                let running = self.workers.lock().get(&sub.id).is_some_and(|h| !h.is_finished());
+                if !running {
+                    self.spawn(sub);
+                }
+            }),
             Err(e) => tracing::error!(error = %e, "cannot list push subscriptions; none started"),
         }
     }
@@ -204,6 +283,9 @@ impl PushManager {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         loop {
             if self.broker.is_shutting_down() || matches!(self.broker.subscription(sub.id).await, Ok(None)) {
+                return;
+            }
+            if !self.wait_until_owner(sub.id).await {
                 return;
             }
             let Ok(q) = self.broker.subscription_queue(&sub).await else {

@@ -51,10 +51,18 @@ impl PushManager {
         }
     }
 
+    /// Whether a relay of the queue runs.
+    pub fn relaying(&self, queue_id: Uuid) -> bool {
+        self.relays.lock().get(&queue_id).is_some_and(|h| !h.is_finished())
+    }
+
     async fn run_relay(self: Arc<Self>, ns: String, queue_id: Uuid, target: Arc<dyn Target>) {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         loop {
             if self.broker.is_shutting_down() {
+                return;
+            }
+            if !self.wait_until_owner(queue_id).await {
                 return;
             }
             let q = match self.broker.queue_by_id(&ns, queue_id).await {

@@ -148,7 +148,8 @@ pub async fn start(st: &AppState, tenant: &str, account: &str, sub: uuid::Uuid) 
     }
 }
 
-/// Starts every stored HTTP subscription of every configured tenant (server start).
+/// Starts every stored HTTP subscription of every configured tenant that has no relay running
+/// (server start, and the push supervisor's rounds: subscriptions made on other nodes).
 pub async fn start_all(st: &AppState) {
     for t in &st.config.tenants {
         let account = t.mns_account_id.clone().unwrap_or_else(|| crate::config::derived_mns_account_id(&t.name));
@@ -162,6 +163,7 @@ pub async fn start_all(st: &AppState) {
         for q in &subs {
             if let Some(s) = Subscription::of(&q.record(), &account)
                 && matches!(s.endpoint, Endpoint::Http(_))
+                && !st.push.relaying(q.id())
             {
                 start(st, &t.name, &account, q.id()).await;
             }

@@ -242,6 +242,10 @@ impl Engine for PgEngine {
         PgEngine::subscriptions_of(self, queue).await
     }
 
+    async fn claim_owner(&self, key: &str, node: Uuid, until: Millis, now: Millis) -> Result<bool> {
+        PgEngine::claim_owner(self, key, node, until, now).await
+    }
+
     async fn sweep(&self, now: Millis) -> Result<()> {
         PgEngine::sweep(self, now).await
     }

@@ -245,6 +245,18 @@ impl PgEngine {
         .await
     }
 
+    pub(crate) async fn claim_owner(&self, key: &str, node: Uuid, until: Millis, now: Millis) -> Result<bool> {
+        transaction!(self, false, |tx, fx| {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO qg_owner (key, node, until) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE \
+                     SET node = $2, until = $3 WHERE qg_owner.node = $2 OR qg_owner.until <= $4 RETURNING node",
+                )
+                .await?;
+            Ok(tx.query_opt(&stmt, &[&esc(key).as_ref(), &node, &ms(until), &ms(now)]).await?.is_some())
+        })
+    }
+
     // ----- time and lifecycle -------------------------------------------------------------------
 
     /// Refreshes every queue with something due (skipping those another node is working on) and

@@ -14,7 +14,8 @@
 //!   acknowledged in a log-mode queue: ready, leased (with the lease id and end), delayed, acked.
 //!   Leases and acks rewrite only this row, never the message. No row: done for that group.
 //! * `qg_dead` — each group's own dead-letter store.
-//! * `qg_idem` — idempotency records; `qg_subscription` — push subscriptions;
+//! * `qg_idem` — idempotency records; `qg_subscription` — push subscriptions; `qg_owner` —
+//!   which node runs each background job (push workers), until when;
 //!   `qg_schema` — the schema version.
 //!
 //! Identifiers and strings that may hold NUL (internal namespaces do) are escaped
@@ -122,6 +123,11 @@ CREATE TABLE qg_subscription (
     record bytea NOT NULL
 );
 CREATE INDEX qg_subscription_queue ON qg_subscription (queue_id);
+CREATE TABLE qg_owner (
+    key text PRIMARY KEY,
+    node uuid NOT NULL,
+    until bigint NOT NULL
+);
 "#,
 ];
 
