@@ -3,6 +3,7 @@
 //! free port.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod ctyun;
 pub mod dms;
 pub mod golden;
