@@ -260,7 +260,7 @@ async fn three_nodes_and_96_consumers_never_lease_one_message_twice() {
     for t in tasks {
         t.await.unwrap();
     }
-    let seen = seen.lock();
+    let seen = seen.lock().clone();
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "leased twice: {twice:?}");
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), *published.lock(), "every message delivered");

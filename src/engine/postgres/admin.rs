@@ -15,12 +15,12 @@ impl PgEngine {
             self.refresh(&tx, &rec, now, fx).await?;
             let active = tx
                 .prepare_cached(
-                    "SELECT count(*) FROM (SELECT DISTINCT seq FROM qg_lane WHERE queue_id = $1 AND state IN (0, 1, 2)) a",
+                    "SELECT count(*) FROM (SELECT DISTINCT seq FROM qg_lane WHERE queue_id = $1 AND state IN (0, 1, 2, 4)) a",
                 )
                 .await?;
             let n: i64 = tx.query_one(&active, &[&rec.id]).await?.get(0);
             // Dead letters stay: those of the own store, and those kept here for other queues.
-            let lanes = tx.prepare_cached("DELETE FROM qg_lane WHERE queue_id = $1 AND state IN (0, 1, 2)").await?;
+            let lanes = tx.prepare_cached("DELETE FROM qg_lane WHERE queue_id = $1 AND state IN (0, 1, 2, 4)").await?;
             tx.execute(&lanes, &[&rec.id]).await?;
             let gone = tx
                 .prepare_cached(

@@ -154,7 +154,7 @@ impl PgEngine {
                 }
                 // Out of the holder, into this queue, in this transaction.
                 let holder_lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1)").await?;
-                tx.execute(&holder_lock, &[&(crate::core::model::queue_salt(r.holder) as i64)]).await?;
+                tx.execute(&holder_lock, &[&super::lock_keys(r.holder).1]).await?;
                 let Some(row) = tx.query_opt(&back, &[&rec.id, &r.holder, &seq, &ms(now)]).await? else {
                     continue;
                 };

@@ -155,7 +155,7 @@ impl PgEngine {
                 let stmt = tx
                     .prepare_cached(
                         "SELECT m.seq FROM qg_message m WHERE m.queue_id = $1 AND m.not_before <= $2 \
-                         AND NOT EXISTS (SELECT 1 FROM qg_lane l WHERE l.queue_id = $1 AND l.seq = m.seq AND l.state IN (0, 1, 2)) \
+                         AND NOT EXISTS (SELECT 1 FROM qg_lane l WHERE l.queue_id = $1 AND l.seq = m.seq AND l.state IN (0, 1, 2, 4)) \
                          AND NOT EXISTS (SELECT 1 FROM qg_dead d WHERE d.queue_id = $1 AND d.seq = m.seq AND d.state IN (0, 1))",
                     )
                     .await?;

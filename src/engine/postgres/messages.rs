@@ -1,19 +1,18 @@
-//! Publishing and delivering on PostgreSQL: publish (one multi-row insert of messages and
-//! their lanes), claim (refresh, choose, lease: in one transaction under the queue's lock) and
-//! peek.
+//! Delivering under the queue's lock on PostgreSQL: the locked claim (refresh, choose, lease in
+//! one transaction, with FIFO head-of-line blocking, ordering keys and byte limits), tag rules,
+//! peek; and publish validation. The unlocked hot path is in [`super::fast`].
 
 use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::refresh::{MSG_COLS, kind_code, meta_of, tags_col};
-use super::{PResult, PgEngine, Tx, esc, ms, storage, transaction};
+use super::refresh::{MSG_COLS, meta_of, tags_col};
+use super::{PResult, PgEngine, Tx, ms, transaction};
 use crate::core::clock::Millis;
 use crate::core::engine::{Claim, Claimed, LeaseOf, Queue};
 use crate::core::error::{CoreError, Result};
 use crate::core::model::{
-    DEFAULT_PRIORITY, MAX_TAGS, MessageId, MessageMeta, NewMessage, ORDER_TAG, Peeked, QueueConfig, QueueKind,
-    QueueRecord, RESERVED_TAG, TagMode, TagRule,
+    MAX_TAGS, NewMessage, Peeked, QueueConfig, QueueKind, QueueRecord, RESERVED_TAG, TagMode, TagRule,
 };
 use crate::core::options::ReceiveOptions;
 
@@ -22,7 +21,7 @@ const MAX_PASSED_OVER: i64 = 10_000;
 /// A waiter with nothing due looks again after this long, whatever it heard (see `notify`).
 pub(crate) const FALLBACK_POLL_MS: u64 = 1000;
 
-fn validate(cfg: &QueueConfig, msgs: &[NewMessage]) -> Result<()> {
+pub(crate) fn validate(cfg: &QueueConfig, msgs: &[NewMessage]) -> Result<()> {
     for (i, m) in msgs.iter().enumerate() {
         if m.body.len() as u64 > cfg.max_message_bytes {
             return Err(CoreError::TooLarge(format!(
@@ -52,75 +51,6 @@ pub(crate) struct GroupRow {
 }
 
 impl PgEngine {
-    pub(crate) async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>, now: Millis) -> Result<Vec<MessageMeta>> {
-        validate(q.config(), &msgs)?;
-        let n = msgs.len() as i64;
-        transaction!(self, true, |tx, fx| {
-            let rec = self.lock(&tx, q.id(), false).await?;
-            validate(&rec.config, &msgs)?;
-            let next = tx.prepare_cached("SELECT nextval('qg_seq') FROM generate_series(1, $1::bigint)").await?;
-            let mut seqs: Vec<i64> = tx.query(&next, &[&n]).await?.iter().map(|r| r.get(0)).collect();
-            seqs.sort_unstable();
-            let salt = q.salt();
-            let cfg = &rec.config;
-            let mut metas = Vec::with_capacity(msgs.len());
-            let (mut ids, mut kinds, mut prios, mut nbs, mut sizes, mut tags, mut okeys, mut attrs, mut bodies) =
-                (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-            for (m, seq) in msgs.iter().zip(&seqs) {
-                let mut t = m.tags.clone();
-                if let Some(k) = &m.order_key {
-                    t.push(format!("{ORDER_TAG}{k}"));
-                }
-                let delay = m.delay_ms.unwrap_or(cfg.delay_secs.saturating_mul(1000));
-                let meta = MessageMeta {
-                    seq: *seq as u64,
-                    id: MessageId::new(salt, *seq as u64),
-                    kind: m.kind,
-                    priority: m.priority.unwrap_or(DEFAULT_PRIORITY),
-                    enqueued_at: now,
-                    not_before: now.saturating_add(delay),
-                    size: m.body.len() as u32,
-                    tags: t,
-                    origin: None,
-                };
-                ids.push(Uuid::from_u128(meta.id.0));
-                kinds.push(kind_code(meta.kind));
-                prios.push(meta.priority as i16);
-                nbs.push(ms(meta.not_before));
-                sizes.push(meta.size as i32);
-                tags.push(serde_json::Value::from(tags_col(&meta.tags)));
-                okeys.push(m.order_key.as_deref().map(|k| esc(k).into_owned()));
-                attrs.push(serde_json::to_vec(&m.attributes).map_err(|e| storage(e.to_string()))?);
-                bodies.push(m.body.as_slice());
-                metas.push(meta);
-            }
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO qg_message (queue_id, seq, id, kind, priority, enqueued_at, not_before, size, tags, \
-                     okey, attrs, body) \
-                     SELECT $1, u.seq, u.id, u.kind, u.priority, $2, u.nb, u.size, \
-                     ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.okey, u.attrs, u.body \
-                     FROM unnest($3::int8[], $4::uuid[], $5::int2[], $6::int2[], $7::int8[], $8::int4[], \
-                     $9::jsonb[], $10::text[], $11::bytea[], $12::bytea[]) \
-                     AS u(seq, id, kind, priority, nb, size, tags, okey, attrs, body)",
-                )
-                .await?;
-            tokio::try_join!(
-                async {
-                    tx.execute(
-                        &insert,
-                        &[&rec.id, &ms(now), &seqs, &ids, &kinds, &prios, &nbs, &sizes, &tags, &okeys, &attrs, &bodies],
-                    )
-                    .await
-                    .map_err(super::PgError::from)
-                },
-                self.insert_lanes(&tx, &rec, &seqs, now),
-            )?;
-            fx.wake.push(rec.id);
-            Ok(metas)
-        })
-    }
-
     /// The group's row, or `GroupNotFound`.
     pub(crate) async fn group_row(&self, tx: &Tx<'_>, qid: Uuid, grp: u32) -> PResult<GroupRow> {
         let stmt =
@@ -168,7 +98,15 @@ impl PgEngine {
         }
     }
 
-    pub(crate) async fn claim(&self, q: &Queue, group: u32, opts: &ReceiveOptions, now: Millis) -> Result<Claim> {
+    /// A claim under the queue's lock (FIFO queues, ordering keys, byte limits, a group's first
+    /// rule): the embedded engine's rules, step by step.
+    pub(crate) async fn claim_locked(
+        &self,
+        q: &Queue,
+        group: u32,
+        opts: &ReceiveOptions,
+        now: Millis,
+    ) -> Result<Claim> {
         transaction!(self, false, |tx, fx| {
             let rec = self.lock(&tx, q.id(), true).await?;
             self.refresh(&tx, &rec, now, fx).await?;
@@ -179,7 +117,6 @@ impl PgEngine {
             let lease_ms = opts.lease_ms.unwrap_or(rec.config.visibility_timeout_secs.saturating_mul(1000));
             let items = self.lease_ready(&tx, &rec, group, opts, now.saturating_add(lease_ms), now).await?;
             let next_due = if items.is_empty() { Some(self.next_due_of(&tx, &rec, now).await?) } else { None };
-            let _ = &fx;
             Ok(Claim { items, next_due })
         })
     }
@@ -200,7 +137,7 @@ impl PgEngine {
         let fifo = rec.config.kind == QueueKind::Fifo;
         let block = if fifo {
             " AND l.seq < coalesce((SELECT min(b.seq) FROM qg_lane b WHERE b.queue_id = $1 AND b.grp = $2 \
-             AND b.state IN (1, 2)), 9223372036854775807)"
+             AND b.state IN (1, 2, 4)), 9223372036854775807)"
         } else {
             ""
         };

@@ -266,6 +266,7 @@ impl PgEngine {
             let stmt = tx
                 .prepare_cached(
                     "SELECT DISTINCT queue_id FROM qg_lane WHERE state IN (1, 2) AND visible_at <= $1 \
+                     UNION SELECT DISTINCT queue_id FROM qg_lane WHERE state = 4 \
                      UNION SELECT DISTINCT queue_id FROM qg_dead WHERE state = 1 AND until <= $1 \
                      UNION SELECT q.id FROM qg_queue q WHERE EXISTS (SELECT 1 FROM qg_message m \
                        WHERE m.queue_id = q.id AND m.enqueued_at <= $1 - q.retention_ms)",

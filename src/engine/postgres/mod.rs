@@ -34,6 +34,7 @@ mod admin;
 mod deadletters;
 mod directory;
 mod engine_impl;
+mod fast;
 mod groups;
 mod messages;
 mod misc;
@@ -353,21 +354,25 @@ impl PgEngine {
         }
     }
 
-    /// Locks queue `id` (exclusively, or shared for publishes) for the transaction and returns
-    /// its current record; `QueueNotFound` when it is gone.
+    /// Locks queue `id` for the transaction and returns its current record; `QueueNotFound`
+    /// when it is gone. Exclusive: both of the queue's locks (nothing else decides on the queue,
+    /// no publish is under way); shared: the publish lock only (see [`lock_keys`]).
     pub(crate) async fn lock(&self, tx: &Tx<'_>, id: Uuid, exclusive: bool) -> PResult<Arc<QueueRecord>> {
-        let key = queue_salt(id) as i64;
-        let lock = tx
-            .prepare_cached(if exclusive {
-                "SELECT pg_advisory_xact_lock($1)"
-            } else {
-                "SELECT pg_advisory_xact_lock_shared($1)"
-            })
-            .await?;
+        let (publish, ops) = lock_keys(id);
         let version = tx.prepare_cached("SELECT version FROM qg_queue WHERE id = $1").await?;
-        let (_, row) = tokio::try_join!(async { tx.execute(&lock, &[&key]).await }, async {
-            tx.query_opt(&version, &[&id]).await
-        })?;
+        let row = if exclusive {
+            let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)").await?;
+            let (_, row) = tokio::try_join!(async { tx.execute(&lock, &[&publish, &ops]).await }, async {
+                tx.query_opt(&version, &[&id]).await
+            })?;
+            row
+        } else {
+            let lock = tx.prepare_cached("SELECT pg_advisory_xact_lock_shared($1)").await?;
+            let (_, row) = tokio::try_join!(async { tx.execute(&lock, &[&publish]).await }, async {
+                tx.query_opt(&version, &[&id]).await
+            })?;
+            row
+        };
         let version: i64 = row.ok_or(CoreError::QueueNotFound)?.get(0);
         self.record_at(tx, id, version).await
     }
@@ -388,6 +393,17 @@ impl PgEngine {
         self.records.lock().insert(id, (v, rec.clone()));
         Ok(rec)
     }
+}
+
+/// A queue's two advisory lock keys. The *publish* key: publishes hold it shared through their
+/// commit; what must not run beside a publish (FIFO claims, which must see every lower sequence
+/// committed; group and configuration changes; deletion) holds it exclusively. The *ops* key:
+/// held exclusively by what decides under the queue's lock (FIFO and keyed claims, reset, purge,
+/// stats). Standard claims and settles take neither: they compare-and-set lane rows
+/// (`FOR UPDATE SKIP LOCKED`, lease ids), so they never wait for a publish's fsync.
+pub(crate) fn lock_keys(id: Uuid) -> (i64, i64) {
+    let salt = queue_salt(id);
+    ((salt ^ 0x7075_626c_6973_6800) as i64, salt as i64)
 }
 
 /// A `qg_queue` row (id, ns, name, config, created_at, modified_at, version) as a record.

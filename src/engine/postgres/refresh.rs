@@ -68,6 +68,16 @@ pub(crate) fn reason_of(c: i16) -> DeadReason {
     if c == 0 { DeadReason::Nacked } else { DeadReason::MaxDeliveries }
 }
 
+/// Lease ends ($1 queue, $2 now, $3 the failure limit): ready again with a failure counted, or
+/// dying at the limit.
+pub(crate) const LEASE_ENDS: &str = "UPDATE qg_lane SET state = CASE WHEN failures + 1 >= $3 THEN 4 ELSE 0 END, \
+     lease = 0, failures = failures + 1 WHERE queue_id = $1 AND state = 1 AND visible_at <= $2";
+
+/// The queue's failure limit for SQL (no policy: never reached).
+pub(crate) fn max_failures(rec: &QueueRecord) -> i32 {
+    rec.config.dead_letter.as_ref().map_or(i32::MAX, |p| p.max_failures.min(i32::MAX as u32) as i32)
+}
+
 /// The condition "group `g` accepts message `m`" (no rule yet, an empty rule, or a match).
 pub(crate) const ACCEPTS: &str = "(g.rule_tags IS NULL OR cardinality(g.rule_tags) = 0 \
      OR (g.rule_and AND m.tags @> g.rule_tags) OR (NOT g.rule_and AND m.tags && g.rule_tags))";
@@ -89,45 +99,53 @@ impl PgEngine {
         let delays = tx
             .prepare_cached("UPDATE qg_lane SET state = 0 WHERE queue_id = $1 AND state = 2 AND visible_at <= $2")
             .await?;
-        let leases = tx
-            .prepare_cached(
-                "UPDATE qg_lane SET state = 0, lease = 0, failures = failures + 1 \
-                 WHERE queue_id = $1 AND state = 1 AND visible_at <= $2 RETURNING grp, seq, failures",
-            )
-            .await?;
+        let leases = tx.prepare_cached(LEASE_ENDS).await?;
+        let dying = tx.prepare_cached("SELECT grp, seq FROM qg_lane WHERE queue_id = $1 AND state = 4").await?;
         let dead = tx
             .prepare_cached(
                 "UPDATE qg_dead SET state = 0, lease = 0, until = 0 WHERE state = 1 AND until <= $2 AND queue_id = $1",
             )
             .await?;
         let now_i = ms(now);
-        let (_, delayed, ended, dead_ended) = tokio::try_join!(
+        let max = max_failures(rec);
+        let (_, delayed, ended, dead_ended, dying) = tokio::try_join!(
             async { tx.query_one(&expire, &[&id, &cutoff]).await },
             async { tx.execute(&delays, &[&id, &now_i]).await },
-            async { tx.query(&leases, &[&id, &now_i]).await },
+            async { tx.execute(&leases, &[&id, &now_i, &max]).await },
             async { tx.execute(&dead, &[&id, &now_i]).await },
+            async { tx.query(&dying, &[&id]).await },
         )?;
-        if delayed > 0 || dead_ended > 0 || !ended.is_empty() {
+        if delayed > 0 || dead_ended > 0 || ended > 0 {
             fx.wake.push(id);
         }
-        if let Some(p) = &rec.config.dead_letter {
-            for row in &ended {
-                let failures: i32 = row.get(2);
-                if failures as u32 >= p.max_failures {
-                    let grp: i32 = row.get(0);
-                    let seq: i64 = row.get(1);
-                    self.dead_letter(
-                        tx,
-                        rec,
-                        grp as u32,
-                        seq as u64,
-                        DeadReason::MaxDeliveries,
-                        Some(p.target),
-                        now,
-                        fx,
-                    )
-                    .await?;
-                }
+        let dying: Vec<(u32, u64)> =
+            dying.iter().map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64)).collect();
+        self.bury(tx, rec, &dying, DeadReason::MaxDeliveries, now, fx).await
+    }
+
+    /// Dead-letters dying lanes (per the policy, else into the own store), each only if it is
+    /// still dying: whoever locks it first moves it, once.
+    pub(crate) async fn bury(
+        &self,
+        tx: &Tx<'_>,
+        rec: &QueueRecord,
+        dying: &[(u32, u64)],
+        reason: DeadReason,
+        now: Millis,
+        fx: &mut Fx,
+    ) -> PResult<()> {
+        if dying.is_empty() {
+            return Ok(());
+        }
+        let guard = tx
+            .prepare_cached(
+                "SELECT 1 FROM qg_lane WHERE queue_id = $1 AND seq = $2 AND grp = $3 AND state = 4 FOR UPDATE",
+            )
+            .await?;
+        let target = rec.config.dead_letter.as_ref().map(|p| p.target);
+        for (grp, seq) in dying {
+            if tx.query_opt(&guard, &[&rec.id, &(*seq as i64), &(*grp as i32)]).await?.is_some() {
+                self.dead_letter(tx, rec, *grp, *seq, reason, target, now, fx).await?;
             }
         }
         Ok(())
@@ -171,7 +189,7 @@ impl PgEngine {
         let stmt = tx
             .prepare_cached(
                 "WITH m AS (DELETE FROM qg_message WHERE queue_id = $1 AND seq = $2 \
-                   AND NOT EXISTS (SELECT 1 FROM qg_lane WHERE queue_id = $1 AND seq = $2 AND state IN (0, 1, 2)) \
+                   AND NOT EXISTS (SELECT 1 FROM qg_lane WHERE queue_id = $1 AND seq = $2 AND state IN (0, 1, 2, 4)) \
                    AND NOT EXISTS (SELECT 1 FROM qg_dead WHERE queue_id = $1 AND seq = $2 AND state IN (0, 1)) \
                    RETURNING seq), \
                  l AS (DELETE FROM qg_lane x USING m WHERE x.queue_id = $1 AND x.seq = m.seq), \
@@ -181,35 +199,6 @@ impl PgEngine {
             .await?;
         let n: i64 = tx.query_one(&stmt, &[&rec.id, &(seq as i64)]).await?.get(0);
         Ok(n > 0)
-    }
-
-    /// A delivery of `seq` in group `grp` failed (its lane is ready again, failure counted):
-    /// dead-letters it when `force` gives a reason or the policy's limit is reached. Returns
-    /// whether it went back to the queue.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn after_failure(
-        &self,
-        tx: &Tx<'_>,
-        rec: &QueueRecord,
-        grp: u32,
-        seq: u64,
-        failures: u32,
-        force: Option<DeadReason>,
-        now: Millis,
-        fx: &mut Fx,
-    ) -> PResult<bool> {
-        let policy = rec.config.dead_letter.as_ref();
-        let reason = force.or_else(|| policy.filter(|p| failures >= p.max_failures).map(|_| DeadReason::MaxDeliveries));
-        match reason {
-            Some(reason) => {
-                self.dead_letter(tx, rec, grp, seq, reason, policy.map(|p| p.target), now, fx).await?;
-                Ok(false)
-            }
-            None => {
-                fx.wake.push(rec.id);
-                Ok(true)
-            }
-        }
     }
 
     /// Moves message `seq` of group `grp` to `target` (the group's own store when `None`, when
@@ -270,7 +259,7 @@ impl PgEngine {
             self.insert_lanes(tx, &trec, &[new_seq], now).await?;
             let others = tx
                 .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM qg_lane WHERE queue_id = $1 AND seq = $2 AND grp <> $3 AND state IN (0, 1, 2)) \
+                    "SELECT EXISTS (SELECT 1 FROM qg_lane WHERE queue_id = $1 AND seq = $2 AND grp <> $3 AND state IN (0, 1, 2, 4)) \
                      OR EXISTS (SELECT 1 FROM qg_dead WHERE queue_id = $1 AND seq = $2 AND grp <> $3 AND state IN (0, 1))",
                 )
                 .await?;

@@ -5,13 +5,15 @@
 //! * `qg_queue` — the directory: one row per queue with its configuration (serde JSON as
 //!   bytes: configurations may hold any character, and `jsonb` refuses NUL), the columns SQL
 //!   filters on (region, retention) and a `version` bumped on every change (nodes cache parsed
-//!   configurations by it).
+//!   configurations by it); `keyed` once any message had an ordering key (its claims take the
+//!   queue lock).
 //! * `qg_group` — consumer groups, the default group (number 0) included, with the tag rule
 //!   (`NULL` until a first consume fixes it) and the reset floor.
 //! * `qg_message` — messages, immutable after insert, bodies included; `seq` comes from one
 //!   sequence for every queue (gaps are fine; order is publish order).
 //! * `qg_lane` — one narrow row per (group, message) the group still has to do, or has
-//!   acknowledged in a log-mode queue: ready, leased (with the lease id and end), delayed, acked.
+//!   acknowledged in a log-mode queue: ready, leased (with the lease id and end), delayed, acked,
+//!   dying (to be dead-lettered).
 //!   Leases and acks rewrite only this row, never the message. No row: done for that group.
 //! * `qg_dead` — each group's own dead-letter store.
 //! * `qg_idem` — idempotency records; `qg_subscription` — push subscriptions; `qg_owner` —
@@ -37,6 +39,7 @@ CREATE TABLE qg_queue (
     created_at bigint NOT NULL,
     modified_at bigint NOT NULL,
     version bigint NOT NULL DEFAULT 1,
+    keyed boolean NOT NULL DEFAULT false,
     UNIQUE (ns, name)
 );
 CREATE TABLE qg_group (
@@ -88,6 +91,7 @@ CREATE INDEX qg_lane_ready ON qg_lane (queue_id, grp, pkey, seq) WHERE state = 0
 CREATE INDEX qg_lane_busy ON qg_lane (queue_id, grp, seq) WHERE state IN (1, 2);
 CREATE INDEX qg_lane_due ON qg_lane (queue_id, visible_at) WHERE state IN (1, 2);
 CREATE INDEX qg_lane_timer ON qg_lane (visible_at) WHERE state IN (1, 2);
+CREATE INDEX qg_lane_dying ON qg_lane (queue_id) WHERE state = 4;
 CREATE TABLE qg_dead (
     queue_id uuid NOT NULL,
     grp integer NOT NULL,
@@ -136,6 +140,9 @@ pub const READY: i16 = 0;
 pub const LEASED: i16 = 1;
 pub const DELAYED: i16 = 2;
 pub const ACKED: i16 = 3;
+/// A lease that ended at the failure limit (or a nack without requeue): never claimed again,
+/// dead-lettered by the transaction that noticed, or by the next refresh if that one died.
+pub const DYING: i16 = 4;
 
 /// Own dead-letter states.
 pub const DEAD_READY: i16 = 0;

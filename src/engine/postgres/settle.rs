@@ -1,19 +1,19 @@
-//! Settling deliveries on PostgreSQL: ack, nack, change visibility, dead-letter now, and the
-//! in-order batch confirm. Each checks the lease is still live (compare-and-set on the lane's
+//! Settling deliveries under a transaction on PostgreSQL: the pieces of ack and nack the batch
+//! confirm and the hot path share, dead-letter now, and the in-order batch confirm. Each checks the lease is still live (compare-and-set on the lane's
 //! lease id, after a refresh) in the transaction that changes it.
 
 use uuid::Uuid;
 
-use super::schema::{ACKED, LEASED};
+use super::schema::{ACKED, DYING, LEASED};
 use super::{Fx, PResult, PgEngine, Tx, ms, transaction};
 use crate::core::clock::Millis;
-use crate::core::engine::{LeaseOf, Queue, Target};
+use crate::core::engine::{Queue, Target};
 use crate::core::error::{CoreError, Result};
 use crate::core::model::{DeadLetterTarget, DeadReason, QueueRecord};
 
 impl PgEngine {
     /// The `(seq, lease)` a target names.
-    async fn resolve(&self, tx: &Tx<'_>, qid: Uuid, grp: u32, target: Target) -> PResult<(u64, u64)> {
+    pub(crate) async fn resolve(&self, tx: &Tx<'_>, qid: Uuid, grp: u32, target: Target) -> PResult<(u64, u64)> {
         match target {
             Target::Lease { seq, lease } => Ok((seq, lease)),
             Target::Message(id) => {
@@ -52,8 +52,8 @@ impl PgEngine {
         Ok(true)
     }
 
-    /// Releases a live delivery with a failure counted (dead-lettered per the policy, or now
-    /// with `dead_now`). `None` when the lease is not live; else whether it went back.
+    /// Releases a live delivery with a failure counted (dead-lettered at the policy's limit,
+    /// or now with `dead_now`). `None` when the lease is not live; else whether it went back.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn nack_in(
         &self,
@@ -68,73 +68,24 @@ impl PgEngine {
     ) -> PResult<Option<bool>> {
         let stmt = tx
             .prepare_cached(
-                "UPDATE qg_lane SET state = 0, lease = 0, failures = failures + 1 WHERE queue_id = $1 AND seq = $2 \
-                 AND grp = $3 AND state = 1 AND lease = $4 RETURNING failures",
+                "UPDATE qg_lane SET state = CASE WHEN $5 OR failures + 1 >= $6 THEN 4 ELSE 0 END, lease = 0, \
+                 failures = failures + 1 WHERE queue_id = $1 AND seq = $2 AND grp = $3 AND state = 1 AND lease = $4 \
+                 AND visible_at > $7 RETURNING state",
             )
             .await?;
-        let Some(row) = tx.query_opt(&stmt, &[&rec.id, &(seq as i64), &(grp as i32), &(lease as i64)]).await? else {
+        let max = super::refresh::max_failures(rec);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&rec.id, &(seq as i64), &(grp as i32), &(lease as i64), &dead_now, &max, &ms(now)];
+        let Some(row) = tx.query_opt(&stmt, &params).await? else {
             return Ok(None);
         };
-        let failures = row.get::<_, i32>(0) as u32;
-        let force = dead_now.then_some(DeadReason::Nacked);
-        Ok(Some(self.after_failure(tx, rec, grp, seq, failures, force, now, fx).await?))
-    }
-
-    pub(crate) async fn ack(&self, q: &Queue, group: u32, target: Target, now: Millis) -> Result<()> {
-        transaction!(self, false, |tx, fx| {
-            let rec = self.lock(&tx, q.id(), true).await?;
-            self.refresh(&tx, &rec, now, fx).await?;
-            let (seq, lease) = self.resolve(&tx, rec.id, group, target).await?;
-            if !self.ack_in(&tx, &rec, group, seq, lease).await? {
-                return Err(CoreError::ReceiptStale.into());
-            }
-            Ok(())
-        })
-    }
-
-    pub(crate) async fn nack(
-        &self,
-        q: &Queue,
-        group: u32,
-        target: Target,
-        dead_now: bool,
-        now: Millis,
-    ) -> Result<bool> {
-        transaction!(self, false, |tx, fx| {
-            let rec = self.lock(&tx, q.id(), true).await?;
-            self.refresh(&tx, &rec, now, fx).await?;
-            let (seq, lease) = self.resolve(&tx, rec.id, group, target).await?;
-            match self.nack_in(&tx, &rec, group, seq, lease, dead_now, now, fx).await? {
-                Some(back) => Ok(back),
-                None => Err(CoreError::ReceiptStale.into()),
-            }
-        })
-    }
-
-    pub(crate) async fn change_visibility(
-        &self,
-        q: &Queue,
-        group: u32,
-        seq: u64,
-        lease: u64,
-        until: Millis,
-        now: Millis,
-    ) -> Result<LeaseOf> {
-        transaction!(self, false, |tx, fx| {
-            let rec = self.lock(&tx, q.id(), true).await?;
-            self.refresh(&tx, &rec, now, fx).await?;
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE qg_lane SET visible_at = $5, lease = nextval('qg_lease') WHERE queue_id = $1 AND seq = $2 \
-                     AND grp = $3 AND state = 1 AND lease = $4 RETURNING lease",
-                )
-                .await?;
-            let row = tx
-                .query_opt(&stmt, &[&rec.id, &(seq as i64), &(group as i32), &(lease as i64), &ms(until)])
-                .await?
-                .ok_or(CoreError::ReceiptStale)?;
-            Ok(LeaseOf { lease: row.get::<_, i64>(0) as u64, until })
-        })
+        if row.get::<_, i16>(0) == DYING {
+            let reason = if dead_now { DeadReason::Nacked } else { DeadReason::MaxDeliveries };
+            self.bury(tx, rec, &[(grp, seq)], reason, now, fx).await?;
+            return Ok(Some(false));
+        }
+        fx.wake.push(rec.id);
+        Ok(Some(true))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,371 @@
+//! The hot path on PostgreSQL, built to take one round trip and no queue-wide lock:
+//!
+//! * **publish** — `BEGIN`, the publish lock shared, one statement inserting the messages (ids and
+//!   sequences made in SQL) and their lanes, `COMMIT` synchronously: sent together, answered
+//!   together. Publishes never wait for each other; the commit's fsync is shared (group commit).
+//! * **claim** (standard queues) — refresh and `FOR UPDATE SKIP LOCKED` lease in one pipelined
+//!   transaction: concurrent claimers on any node step over each other's rows instead of
+//!   queueing on a lock. FIFO queues, queues that have seen an ordering key, claims with a byte
+//!   limit and a group's first rule take the locked path (`messages::claim_locked`).
+//! * **ack**, **change visibility** — one compare-and-set statement on the lane (lease id, still
+//!   leased, lease not over at `now`), committed asynchronously; a work queue's message goes with
+//!   its last lane in the same statement.
+//! * **nack** — the same compare-and-set, then dead-lettering when it is due.
+
+use std::sync::Arc;
+
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::refresh::{ACCEPTS, LEASE_ENDS, MSG_COLS, kind_code, max_failures, meta_of, tags_col};
+use super::{Fx, PResult, PgEngine, esc, lock_keys, ms, pkey_on, storage, transaction};
+use crate::core::clock::Millis;
+use crate::core::engine::{Claim, Claimed, LeaseOf, Queue, Target};
+use crate::core::error::{CoreError, Result};
+use crate::core::model::{
+    DEFAULT_PRIORITY, MessageId, MessageMeta, NewMessage, ORDER_TAG, QueueKind, RetentionMode, TagMode,
+};
+use crate::core::options::ReceiveOptions;
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+const PUBLISH: &str = "WITH u AS (SELECT * FROM unnest($3::int2[], $4::int2[], $5::int8[], $6::int4[], $7::jsonb[], \
+     $8::text[], $9::bytea[], $10::bytea[]) WITH ORDINALITY AS u(kind, priority, nb, size, tags, okey, attrs, body, ord) \
+     WHERE EXISTS (SELECT 1 FROM qg_queue WHERE id = $1)), \
+     s AS MATERIALIZED (SELECT u.*, nextval('qg_seq') AS seq FROM (SELECT * FROM u ORDER BY ord) u), \
+     m AS (INSERT INTO qg_message (queue_id, seq, id, kind, priority, enqueued_at, not_before, size, tags, okey, attrs, body) \
+       SELECT $1, s.seq, (lpad(to_hex($11::bigint), 16, '0') || lpad(to_hex(s.seq), 16, '0'))::uuid, s.kind, \
+       s.priority, $2, s.nb, s.size, ARRAY(SELECT jsonb_array_elements_text(s.tags)), s.okey, s.attrs, s.body FROM s \
+       RETURNING seq, tags, priority, not_before), \
+     l AS (INSERT INTO qg_lane (queue_id, grp, seq, state, pkey, visible_at) \
+       SELECT $1, g.no, m.seq, CASE WHEN m.not_before > $2 THEN 2 ELSE 0 END, \
+       CASE WHEN $12 THEN m.priority ELSE 0 END, m.not_before FROM m JOIN qg_group g ON g.queue_id = $1 AND ";
+
+const EXPIRE: &str = "WITH m AS (DELETE FROM qg_message WHERE queue_id = $1 AND enqueued_at <= $2 RETURNING seq), \
+     l AS (DELETE FROM qg_lane x USING m WHERE x.queue_id = $1 AND x.seq = m.seq), \
+     d AS (DELETE FROM qg_dead x USING m WHERE x.queue_id = $1 AND x.seq = m.seq) SELECT count(*) FROM m";
+const DELAYS: &str = "UPDATE qg_lane SET state = 0 WHERE queue_id = $1 AND state = 2 AND visible_at <= $2";
+const DEAD_LEASES: &str =
+    "UPDATE qg_dead SET state = 0, lease = 0, until = 0 WHERE state = 1 AND until <= $2 AND queue_id = $1";
+const DYING: &str = "SELECT grp, seq FROM qg_lane WHERE queue_id = $1 AND state = 4";
+const NEXT_DUE: &str = "SELECT least((SELECT min(visible_at) FROM qg_lane WHERE queue_id = $1 AND state IN (1, 2)), \
+     (SELECT min(until) FROM qg_dead WHERE queue_id = $1 AND state = 1), \
+     (SELECT min(enqueued_at) FROM qg_message WHERE queue_id = $1) + $2)";
+
+impl PgEngine {
+    pub(crate) async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>, now: Millis) -> Result<Vec<MessageMeta>> {
+        super::messages::validate(q.config(), &msgs)?;
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cfg = q.config();
+        let (mut kinds, mut prios, mut nbs, mut sizes, mut tags, mut okeys, mut attrs, mut bodies) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut metas = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            let mut t = m.tags.clone();
+            if let Some(k) = &m.order_key {
+                t.push(format!("{ORDER_TAG}{k}"));
+            }
+            let delay = m.delay_ms.unwrap_or(cfg.delay_secs.saturating_mul(1000));
+            let meta = MessageMeta {
+                seq: 0,
+                id: MessageId(0),
+                kind: m.kind,
+                priority: m.priority.unwrap_or(DEFAULT_PRIORITY),
+                enqueued_at: now,
+                not_before: now.saturating_add(delay),
+                size: m.body.len() as u32,
+                tags: t,
+                origin: None,
+            };
+            kinds.push(kind_code(meta.kind));
+            prios.push(meta.priority as i16);
+            nbs.push(ms(meta.not_before));
+            sizes.push(meta.size as i32);
+            tags.push(serde_json::Value::from(tags_col(&meta.tags)));
+            okeys.push(m.order_key.as_deref().map(|k| esc(k).into_owned()));
+            attrs.push(serde_json::to_vec(&m.attributes).map_err(|e| storage(e.to_string()))?);
+            bodies.push(m.body.as_slice());
+            metas.push(meta);
+        }
+        let keyed = okeys.iter().any(Option::is_some);
+        let (publish_key, _) = lock_keys(q.id());
+        let salt = q.salt() as i64;
+        let client = self.client().await?;
+        let r: PResult<Vec<tokio_postgres::Row>> = async {
+            let lock = client.prepare_cached("SELECT pg_advisory_xact_lock_shared($1)").await?;
+            let insert = client.prepare_cached(&format!("{PUBLISH}{ACCEPTS}) SELECT seq, ord FROM s")).await?;
+            let mark = client.prepare_cached("UPDATE qg_queue SET keyed = true WHERE id = $1 AND NOT keyed").await?;
+            let on = pkey_on(cfg);
+            let params: [Param; 12] =
+                [&q.id(), &ms(now), &kinds, &prios, &nbs, &sizes, &tags, &okeys, &attrs, &bodies, &salt, &on];
+            let qid = q.id();
+            let p_lock: [Param; 1] = [&publish_key];
+            let p_mark: [Param; 1] = [&qid];
+            let (_, _, rows, _, _) = tokio::try_join!(
+                client.batch_execute("BEGIN"),
+                client.execute(&lock, &p_lock),
+                client.query(&insert, &params),
+                async { if keyed { client.execute(&mark, &p_mark).await.map(|_| ()) } else { Ok(()) } },
+                client.batch_execute("SET LOCAL synchronous_commit = on; COMMIT"),
+            )?;
+            Ok(rows)
+        }
+        .await;
+        let rows = r.map_err(|e| self.failed(e))?;
+        self.succeeded();
+        if rows.len() != metas.len() {
+            return Err(CoreError::QueueNotFound);
+        }
+        let mut seqs: Vec<(i64, i64)> = rows.iter().map(|r| (r.get::<_, i64>(1), r.get::<_, i64>(0))).collect();
+        seqs.sort_unstable();
+        for (meta, (_, seq)) in metas.iter_mut().zip(seqs) {
+            meta.seq = seq as u64;
+            meta.id = MessageId::new(q.salt(), seq as u64);
+        }
+        self.apply(&Fx { wake: vec![q.id()], gone: Vec::new() });
+        Ok(metas)
+    }
+
+    pub(crate) async fn claim(&self, q: &Queue, group: u32, opts: &ReceiveOptions, now: Millis) -> Result<Claim> {
+        match self.claim_fast(q, group, opts, now).await? {
+            Some(c) => Ok(c),
+            None => self.claim_locked(q, group, opts, now).await,
+        }
+    }
+
+    /// The unlocked claim of a standard queue; `None` sends the caller to the locked path.
+    async fn claim_fast(&self, q: &Queue, group: u32, opts: &ReceiveOptions, now: Millis) -> Result<Option<Claim>> {
+        let cfg = q.config();
+        if cfg.kind == QueueKind::Fifo || opts.max_bytes.is_some() || opts.max == 0 {
+            return Ok(None);
+        }
+        let (id, g) = (q.id(), group as i32);
+        let retention = cfg.retention_secs.saturating_mul(1000);
+        let cutoff: i64 = if now >= retention { ms(now - retention) } else { -1 };
+        let lease_ms = opts.lease_ms.unwrap_or(cfg.visibility_timeout_secs.saturating_mul(1000));
+        let until = now.saturating_add(lease_ms);
+        let rec = q.record();
+        let max = max_failures(&rec);
+        let (rule_tags, rule_and) = match &opts.rule {
+            Some(r) => (Some(tags_col(&r.tags)), r.mode == TagMode::And),
+            None => (None, false),
+        };
+        let client = self.client().await?;
+        let r: PResult<_> = async {
+            let s_queue = client.prepare_cached("SELECT keyed FROM qg_queue WHERE id = $1").await?;
+            let s_group = client
+                .prepare_cached("SELECT rule_tags, rule_and FROM qg_group WHERE queue_id = $1 AND no = $2")
+                .await?;
+            let s_expire = client.prepare_cached(EXPIRE).await?;
+            let s_delays = client.prepare_cached(DELAYS).await?;
+            let s_leases = client.prepare_cached(LEASE_ENDS).await?;
+            let s_dead = client.prepare_cached(DEAD_LEASES).await?;
+            let s_dying = client.prepare_cached(DYING).await?;
+            let s_claim = client
+                .prepare_cached(&format!(
+                    "WITH p AS (SELECT l.seq FROM qg_lane l WHERE l.queue_id = $1 AND l.grp = $2 AND l.state = 0 \
+                     AND NOT (SELECT keyed FROM qg_queue WHERE id = $1) \
+                     AND ($6::text[] IS NULL OR EXISTS (SELECT 1 FROM qg_group g WHERE g.queue_id = $1 \
+                       AND g.no = $2 AND g.rule_tags = $6 AND g.rule_and = $7)) \
+                     ORDER BY l.pkey, l.seq LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                     u AS (UPDATE qg_lane l SET state = 1, visible_at = $4, lease = nextval('qg_lease'), \
+                       deliveries = l.deliveries + 1, first_at = CASE WHEN l.first_at = 0 THEN $5 ELSE l.first_at END \
+                       FROM p WHERE l.queue_id = $1 AND l.grp = $2 AND l.seq = p.seq \
+                       RETURNING l.seq, l.pkey, l.lease, l.deliveries, l.failures, l.first_at) \
+                     SELECT u.lease, u.deliveries, u.failures, u.first_at, {MSG_COLS} FROM u \
+                     JOIN qg_message m ON m.queue_id = $1 AND m.seq = u.seq ORDER BY u.pkey, u.seq"
+                ))
+                .await?;
+            let s_next = client.prepare_cached(NEXT_DUE).await?;
+            let now_i = ms(now);
+            let claim: [Param; 7] = [&id, &g, &(opts.max as i64), &ms(until), &now_i, &rule_tags, &rule_and];
+            let retention_i = ms(retention);
+            let p_id: [Param; 1] = [&id];
+            let p_idg: [Param; 2] = [&id, &g];
+            let p_cut: [Param; 2] = [&id, &cutoff];
+            let p_now: [Param; 2] = [&id, &now_i];
+            let p_max: [Param; 3] = [&id, &now_i, &max];
+            let p_ret: [Param; 2] = [&id, &retention_i];
+            let (_, queue, grow, _, delayed, ended, dead_ended, dying, claimed, next, _) = tokio::try_join!(
+                client.batch_execute("BEGIN"),
+                client.query_opt(&s_queue, &p_id),
+                client.query_opt(&s_group, &p_idg),
+                client.query_one(&s_expire, &p_cut),
+                client.execute(&s_delays, &p_now),
+                client.execute(&s_leases, &p_max),
+                client.execute(&s_dead, &p_now),
+                client.query(&s_dying, &p_id),
+                client.query(&s_claim, &claim),
+                client.query_one(&s_next, &p_ret),
+                client.batch_execute("COMMIT"),
+            )?;
+            Ok((queue, grow, delayed + ended + dead_ended > 0, dying, claimed, next))
+        }
+        .await;
+        let (queue, grow, changed, dying, claimed, next) = r.map_err(|e| self.failed(e))?;
+        self.succeeded();
+        let keyed: bool = queue.ok_or(CoreError::QueueNotFound)?.get(0);
+        let grow = grow.ok_or(CoreError::GroupNotFound)?;
+        let mut fx = Fx::default();
+        if changed {
+            fx.wake.push(id);
+        }
+        let dying: Vec<(u32, u64)> =
+            dying.iter().map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64)).collect();
+        if !dying.is_empty() {
+            let rec = Arc::new(rec.clone());
+            transaction!(self, false, |tx, fx2| {
+                self.bury(&tx, &rec, &dying, crate::core::model::DeadReason::MaxDeliveries, now, fx2).await
+            })?;
+        }
+        self.apply(&fx);
+        let stored_tags: Option<Vec<String>> = grow.get(0);
+        let rule_fixed = rule_tags.is_none() || (stored_tags == rule_tags && grow.get::<_, bool>(1) == rule_and);
+        if keyed || !rule_fixed {
+            return Ok(None);
+        }
+        let mut items = Vec::with_capacity(claimed.len());
+        for r in &claimed {
+            let (meta, body) = meta_of(r, 4).map_err(|e| self.failed(e))?;
+            items.push(Claimed {
+                meta,
+                body,
+                group,
+                lease: LeaseOf { lease: r.get::<_, i64>(0) as u64, until },
+                deliveries: r.get::<_, i32>(1) as u32,
+                failures: r.get::<_, i32>(2) as u32,
+                first_delivered_at: r.get::<_, i64>(3) as u64,
+                dead: false,
+            });
+        }
+        let next_due = if items.is_empty() {
+            let cap = now.saturating_add(super::messages::FALLBACK_POLL_MS);
+            Some(next.get::<_, Option<i64>>(0).map_or(cap, |n| (n.max(0) as u64).min(cap)))
+        } else {
+            None
+        };
+        Ok(Some(Claim { items, next_due }))
+    }
+
+    pub(crate) async fn ack(&self, q: &Queue, group: u32, target: Target, now: Millis) -> Result<()> {
+        let work = q.config().mode == RetentionMode::WorkQueue;
+        let (id, g) = (q.id(), group as i32);
+        let take = match (work, target) {
+            (true, Target::Lease { .. }) => {
+                "DELETE FROM qg_lane WHERE queue_id = $1 AND seq = $2 AND grp = $3 AND state = 1 AND lease = $4 \
+                 AND visible_at > $5 AND $6::uuid IS NOT NULL RETURNING seq"
+            }
+            (true, Target::Message(_)) => {
+                "DELETE FROM qg_lane l USING qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6 AND l.queue_id = $1 \
+                 AND l.seq = mm.seq AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 AND $2::int8 IS NOT NULL \
+                 AND $4::int8 IS NOT NULL RETURNING l.seq"
+            }
+            (false, Target::Lease { .. }) => {
+                "UPDATE qg_lane SET state = 3, lease = 0 WHERE queue_id = $1 AND seq = $2 AND grp = $3 AND state = 1 \
+                 AND lease = $4 AND visible_at > $5 AND $6::uuid IS NOT NULL RETURNING seq"
+            }
+            (false, Target::Message(_)) => {
+                "UPDATE qg_lane l SET state = 3, lease = 0 FROM qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6 \
+                 AND l.queue_id = $1 AND l.seq = mm.seq AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 \
+                 AND $2::int8 IS NOT NULL AND $4::int8 IS NOT NULL RETURNING l.seq"
+            }
+        };
+        let sql = if work {
+            format!(
+                "WITH a AS ({take}), \
+                 m AS (DELETE FROM qg_message x USING a WHERE x.queue_id = $1 AND x.seq = a.seq \
+                   AND NOT EXISTS (SELECT 1 FROM qg_lane o WHERE o.queue_id = $1 AND o.seq = a.seq AND o.grp <> $3 \
+                     AND o.state IN (0, 1, 2, 4)) \
+                   AND NOT EXISTS (SELECT 1 FROM qg_dead d WHERE d.queue_id = $1 AND d.seq = a.seq AND d.state IN (0, 1)) \
+                   RETURNING x.seq), \
+                 o AS (DELETE FROM qg_lane x USING m WHERE x.queue_id = $1 AND x.seq = m.seq AND x.grp <> $3), \
+                 d AS (DELETE FROM qg_dead x USING m WHERE x.queue_id = $1 AND x.seq = m.seq) \
+                 SELECT count(*) FROM a"
+            )
+        } else {
+            format!("WITH a AS ({take}) SELECT count(*) FROM a")
+        };
+        let (seq, lease, mid) = match target {
+            Target::Lease { seq, lease } => (seq as i64, lease as i64, Uuid::nil()),
+            Target::Message(m) => (0, 0, Uuid::from_u128(m.0)),
+        };
+        let client = self.client().await?;
+        let r: PResult<i64> = async {
+            let stmt = client.prepare_cached(&sql).await?;
+            let params: [Param; 6] = [&id, &seq, &g, &lease, &ms(now), &mid];
+            Ok(client.query_one(&stmt, &params).await?.get(0))
+        }
+        .await;
+        let n = r.map_err(|e| self.failed(e))?;
+        self.succeeded();
+        if n > 0 {
+            return Ok(());
+        }
+        match target {
+            Target::Lease { .. } => Err(CoreError::ReceiptStale),
+            // Why not: no such message, not leased in the group (an ended lease included).
+            Target::Message(_) => {
+                let e = transaction!(self, false, |tx, fx| {
+                    self.group_row(&tx, id, group).await?;
+                    let s = tx.prepare_cached("SELECT 1 FROM qg_message WHERE queue_id = $1 AND id = $2").await?;
+                    Ok(if tx.query_opt(&s, &[&id, &mid]).await?.is_some() {
+                        CoreError::NotInFlight
+                    } else {
+                        CoreError::MessageNotFound
+                    })
+                })?;
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn nack(
+        &self,
+        q: &Queue,
+        group: u32,
+        target: Target,
+        dead_now: bool,
+        now: Millis,
+    ) -> Result<bool> {
+        let rec = q.record();
+        transaction!(self, false, |tx, fx| {
+            let (seq, lease) = self.resolve(&tx, rec.id, group, target).await?;
+            match self.nack_in(&tx, &rec, group, seq, lease, dead_now, now, fx).await? {
+                Some(back) => Ok(back),
+                None => Err(match target {
+                    Target::Lease { .. } => CoreError::ReceiptStale,
+                    Target::Message(_) => CoreError::NotInFlight,
+                }
+                .into()),
+            }
+        })
+    }
+
+    pub(crate) async fn change_visibility(
+        &self,
+        q: &Queue,
+        group: u32,
+        seq: u64,
+        lease: u64,
+        until: Millis,
+        now: Millis,
+    ) -> Result<LeaseOf> {
+        let client = self.client().await?;
+        let r: PResult<_> = async {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE qg_lane SET visible_at = $5, lease = nextval('qg_lease') WHERE queue_id = $1 AND seq = $2 \
+                     AND grp = $3 AND state = 1 AND lease = $4 AND visible_at > $6 RETURNING lease",
+                )
+                .await?;
+            let params: [Param; 6] = [&q.id(), &(seq as i64), &(group as i32), &(lease as i64), &ms(until), &ms(now)];
+            Ok(client.query_opt(&stmt, &params).await?)
+        }
+        .await;
+        let row = r.map_err(|e| self.failed(e))?.ok_or(CoreError::ReceiptStale)?;
+        self.succeeded();
+        Ok(LeaseOf { lease: row.get::<_, i64>(0) as u64, until })
+    }
+}
