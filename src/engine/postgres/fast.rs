@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::refresh::{ACCEPTS, LEASE_ENDS, MSG_COLS, kind_code, max_failures, meta_of, tags_col};
+use super::refresh::{ACCEPTS, MSG_COLS, kind_code, max_failures, meta_of, tags_col};
 use super::{Fx, PResult, PgEngine, esc, lock_keys, ms, pkey_on, storage, transaction};
 use crate::core::clock::Millis;
 use crate::core::engine::{Claim, Claimed, LeaseOf, Queue, Target};
@@ -41,13 +41,13 @@ const PUBLISH: &str = "WITH u AS (SELECT * FROM unnest($3::int2[], $4::int2[], $
        SELECT $1, g.no, m.seq, CASE WHEN m.not_before > $2 THEN 2 ELSE 0 END, \
        CASE WHEN $12 THEN m.priority ELSE 0 END, m.not_before FROM m JOIN qg_group g ON g.queue_id = $1 AND ";
 
-const EXPIRE: &str = "WITH m AS (DELETE FROM qg_message WHERE queue_id = $1 AND enqueued_at <= $2 RETURNING seq), \
-     l AS (DELETE FROM qg_lane x USING m WHERE x.queue_id = $1 AND x.seq = m.seq), \
-     d AS (DELETE FROM qg_dead x USING m WHERE x.queue_id = $1 AND x.seq = m.seq) SELECT count(*) FROM m";
-const DELAYS: &str = "UPDATE qg_lane SET state = 0 WHERE queue_id = $1 AND state = 2 AND visible_at <= $2";
-const DEAD_LEASES: &str =
-    "UPDATE qg_dead SET state = 0, lease = 0, until = 0 WHERE state = 1 AND until <= $2 AND queue_id = $1";
-const DYING: &str = "SELECT grp, seq FROM qg_lane WHERE queue_id = $1 AND state = 4";
+/// Delay and lease ends of a queue at once ($1 queue, $2 now, $3 the failure limit): delayed
+/// lanes become ready; a lease end counts a failure and makes the lane ready, or dying at the
+/// limit. Retention and dead-letter lease ends are left to the sweep and the locked paths (a
+/// claim passes over expired messages itself).
+const DUE: &str = "UPDATE qg_lane SET state = CASE WHEN state = 2 THEN 0 WHEN failures + 1 >= $3 THEN 4 ELSE 0 END, \
+     failures = CASE WHEN state = 1 THEN failures + 1 ELSE failures END, \
+     lease = 0 WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2 RETURNING grp, seq, state";
 const NEXT_DUE: &str = "SELECT least((SELECT min(visible_at) FROM qg_lane WHERE queue_id = $1 AND state IN (1, 2)), \
      (SELECT min(until) FROM qg_dead WHERE queue_id = $1 AND state = 1), \
      (SELECT min(enqueued_at) FROM qg_message WHERE queue_id = $1) + $2)";
@@ -154,22 +154,21 @@ impl PgEngine {
         };
         let client = self.client().await?;
         let r: PResult<_> = async {
-            let s_queue = client.prepare_cached("SELECT keyed FROM qg_queue WHERE id = $1").await?;
-            let s_group = client
-                .prepare_cached("SELECT rule_tags, rule_and FROM qg_group WHERE queue_id = $1 AND no = $2")
+            let s_meta = client
+                .prepare_cached(
+                    "SELECT q.keyed, g.no IS NOT NULL, g.rule_tags, g.rule_and FROM qg_queue q \
+                     LEFT JOIN qg_group g ON g.queue_id = q.id AND g.no = $2 WHERE q.id = $1",
+                )
                 .await?;
-            let s_expire = client.prepare_cached(EXPIRE).await?;
-            let s_delays = client.prepare_cached(DELAYS).await?;
-            let s_leases = client.prepare_cached(LEASE_ENDS).await?;
-            let s_dead = client.prepare_cached(DEAD_LEASES).await?;
-            let s_dying = client.prepare_cached(DYING).await?;
+            let s_due = client.prepare_cached(DUE).await?;
             let s_claim = client
                 .prepare_cached(&format!(
-                    "WITH p AS (SELECT l.seq FROM qg_lane l WHERE l.queue_id = $1 AND l.grp = $2 AND l.state = 0 \
+                    "WITH p AS (SELECT l.seq FROM qg_lane l JOIN qg_message m ON m.queue_id = l.queue_id \
+                       AND m.seq = l.seq WHERE l.queue_id = $1 AND l.grp = $2 AND l.state = 0 AND m.enqueued_at > $8 \
                      AND NOT (SELECT keyed FROM qg_queue WHERE id = $1) \
                      AND ($6::text[] IS NULL OR EXISTS (SELECT 1 FROM qg_group g WHERE g.queue_id = $1 \
                        AND g.no = $2 AND g.rule_tags = $6 AND g.rule_and = $7)) \
-                     ORDER BY l.pkey, l.seq LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                     ORDER BY l.pkey, l.seq LIMIT $3 FOR UPDATE OF l SKIP LOCKED), \
                      u AS (UPDATE qg_lane l SET state = 1, visible_at = $4, lease = nextval('qg_lease'), \
                        deliveries = l.deliveries + 1, first_at = CASE WHEN l.first_at = 0 THEN $5 ELSE l.first_at END \
                        FROM p WHERE l.queue_id = $1 AND l.grp = $2 AND l.seq = p.seq \
@@ -178,42 +177,44 @@ impl PgEngine {
                      JOIN qg_message m ON m.queue_id = $1 AND m.seq = u.seq ORDER BY u.pkey, u.seq"
                 ))
                 .await?;
-            let s_next = client.prepare_cached(NEXT_DUE).await?;
             let now_i = ms(now);
-            let claim: [Param; 7] = [&id, &g, &(opts.max as i64), &ms(until), &now_i, &rule_tags, &rule_and];
-            let retention_i = ms(retention);
-            let p_id: [Param; 1] = [&id];
-            let p_idg: [Param; 2] = [&id, &g];
-            let p_cut: [Param; 2] = [&id, &cutoff];
-            let p_now: [Param; 2] = [&id, &now_i];
-            let p_max: [Param; 3] = [&id, &now_i, &max];
-            let p_ret: [Param; 2] = [&id, &retention_i];
-            let (_, queue, grow, _, delayed, ended, dead_ended, dying, claimed, next, _) = tokio::try_join!(
+            let claim: [Param; 8] = [&id, &g, &(opts.max as i64), &ms(until), &now_i, &rule_tags, &rule_and, &cutoff];
+            let p_meta: [Param; 2] = [&id, &g];
+            let p_due: [Param; 3] = [&id, &now_i, &max];
+            let (_, meta, due, claimed, _) = tokio::try_join!(
                 client.batch_execute("BEGIN"),
-                client.query_opt(&s_queue, &p_id),
-                client.query_opt(&s_group, &p_idg),
-                client.query_one(&s_expire, &p_cut),
-                client.execute(&s_delays, &p_now),
-                client.execute(&s_leases, &p_max),
-                client.execute(&s_dead, &p_now),
-                client.query(&s_dying, &p_id),
+                client.query_opt(&s_meta, &p_meta),
+                client.query(&s_due, &p_due),
                 client.query(&s_claim, &claim),
-                client.query_one(&s_next, &p_ret),
                 client.batch_execute("COMMIT"),
             )?;
-            Ok((queue, grow, delayed + ended + dead_ended > 0, dying, claimed, next))
+            let next = if claimed.is_empty() {
+                let s_next = client.prepare_cached(NEXT_DUE).await?;
+                let retention_i = ms(retention);
+                let p_next: [Param; 2] = [&id, &retention_i];
+                Some(client.query_one(&s_next, &p_next).await?.get::<_, Option<i64>>(0))
+            } else {
+                None
+            };
+            Ok((meta, due, claimed, next))
         }
         .await;
-        let (queue, grow, changed, dying, claimed, next) = r.map_err(|e| self.failed(e))?;
+        let (meta, due, claimed, next) = r.map_err(|e| self.failed(e))?;
         self.succeeded();
-        let keyed: bool = queue.ok_or(CoreError::QueueNotFound)?.get(0);
-        let grow = grow.ok_or(CoreError::GroupNotFound)?;
+        let meta = meta.ok_or(CoreError::QueueNotFound)?;
+        if !meta.get::<_, bool>(1) {
+            return Err(CoreError::GroupNotFound);
+        }
+        let keyed: bool = meta.get(0);
         let mut fx = Fx::default();
-        if changed {
+        if !due.is_empty() {
             fx.wake.push(id);
         }
-        let dying: Vec<(u32, u64)> =
-            dying.iter().map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64)).collect();
+        let dying: Vec<(u32, u64)> = due
+            .iter()
+            .filter(|r| r.get::<_, i16>(2) == super::schema::DYING)
+            .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64))
+            .collect();
         if !dying.is_empty() {
             let rec = Arc::new(rec.clone());
             transaction!(self, false, |tx, fx2| {
@@ -221,8 +222,9 @@ impl PgEngine {
             })?;
         }
         self.apply(&fx);
-        let stored_tags: Option<Vec<String>> = grow.get(0);
-        let rule_fixed = rule_tags.is_none() || (stored_tags == rule_tags && grow.get::<_, bool>(1) == rule_and);
+        let stored_tags: Option<Vec<String>> = meta.get(2);
+        let rule_fixed =
+            rule_tags.is_none() || (stored_tags == rule_tags && meta.get::<_, Option<bool>>(3) == Some(rule_and));
         if keyed || !rule_fixed {
             return Ok(None);
         }
@@ -242,7 +244,7 @@ impl PgEngine {
         }
         let next_due = if items.is_empty() {
             let cap = now.saturating_add(super::messages::FALLBACK_POLL_MS);
-            Some(next.get::<_, Option<i64>>(0).map_or(cap, |n| (n.max(0) as u64).min(cap)))
+            Some(next.flatten().map_or(cap, |n| (n.max(0) as u64).min(cap)))
         } else {
             None
         };
