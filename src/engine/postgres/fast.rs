@@ -29,16 +29,65 @@ use crate::core::options::ReceiveOptions;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
+/// Most messages one publish transaction takes from the batcher.
+const MAX_BATCH: usize = 1000;
+
+/// A publish request waiting in its queue's batcher.
+pub(crate) struct Job {
+    msgs: Vec<NewMessage>,
+    now: Millis,
+    tx: tokio::sync::oneshot::Sender<Result<Vec<MessageMeta>>>,
+}
+
+/// A queue's batcher on this node: whether a publish transaction is under way, and who waits.
+#[derive(Default)]
+pub(crate) struct Slot {
+    busy: bool,
+    waiting: Vec<Job>,
+}
+
+/// Ends a leader's turn: the slot is free again; requests left waiting (the leader's future was
+/// dropped mid-flush) are answered "unavailable", as their fate is the flush's.
+struct Leader<'a> {
+    engine: &'a PgEngine,
+    queue: Uuid,
+    done: bool,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut b = self.engine.batches.lock();
+        if let Some(slot) = b.remove(&self.queue) {
+            drop(slot.waiting);
+        }
+    }
+}
+
+/// The same error for every request of a failed batch.
+fn dup(e: &CoreError) -> CoreError {
+    match e {
+        CoreError::QueueNotFound => CoreError::QueueNotFound,
+        CoreError::ShuttingDown => CoreError::ShuttingDown,
+        CoreError::Unavailable(s) => CoreError::Unavailable(s.clone()),
+        CoreError::Storage(s) => CoreError::Storage(s.clone()),
+        other => storage(other.to_string()),
+    }
+}
+
 const PUBLISH: &str = "WITH u AS (SELECT * FROM unnest($3::int2[], $4::int2[], $5::int8[], $6::int4[], $7::jsonb[], \
-     $8::text[], $9::bytea[], $10::bytea[]) WITH ORDINALITY AS u(kind, priority, nb, size, tags, okey, attrs, body, ord) \
+     $8::text[], $9::bytea[], $10::bytea[], $2::int8[]) \
+     WITH ORDINALITY AS u(kind, priority, nb, size, tags, okey, attrs, body, enq, ord) \
      WHERE EXISTS (SELECT 1 FROM qg_queue WHERE id = $1)), \
      s AS MATERIALIZED (SELECT u.*, nextval('qg_seq') AS seq FROM (SELECT * FROM u ORDER BY ord) u), \
      m AS (INSERT INTO qg_message (queue_id, seq, id, kind, priority, enqueued_at, not_before, size, tags, okey, attrs, body) \
        SELECT $1, s.seq, (lpad(to_hex($11::bigint), 16, '0') || lpad(to_hex(s.seq), 16, '0'))::uuid, s.kind, \
-       s.priority, $2, s.nb, s.size, ARRAY(SELECT jsonb_array_elements_text(s.tags)), s.okey, s.attrs, s.body FROM s \
-       RETURNING seq, tags, priority, not_before), \
+       s.priority, s.enq, s.nb, s.size, ARRAY(SELECT jsonb_array_elements_text(s.tags)), s.okey, s.attrs, s.body FROM s \
+       RETURNING seq, tags, priority, not_before, enqueued_at), \
      l AS (INSERT INTO qg_lane (queue_id, grp, seq, state, pkey, visible_at) \
-       SELECT $1, g.no, m.seq, CASE WHEN m.not_before > $2 THEN 2 ELSE 0 END, \
+       SELECT $1, g.no, m.seq, CASE WHEN m.not_before > m.enqueued_at THEN 2 ELSE 0 END, \
        CASE WHEN $12 THEN m.priority ELSE 0 END, m.not_before FROM m JOIN qg_group g ON g.queue_id = $1 AND ";
 
 /// Delay and lease ends of a queue at once ($1 queue, $2 now, $3 the failure limit): delayed
@@ -53,16 +102,77 @@ const NEXT_DUE: &str = "SELECT least((SELECT min(visible_at) FROM qg_lane WHERE 
      (SELECT min(enqueued_at) FROM qg_message WHERE queue_id = $1) + $2)";
 
 impl PgEngine {
+    /// Publishes through the queue's batcher: while one transaction of this node publishes to
+    /// the queue, the requests that arrive wait and then go together in the next one (each
+    /// request all or none, answered when its transaction committed). No added wait: a lone
+    /// request goes at once.
     pub(crate) async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>, now: Millis) -> Result<Vec<MessageMeta>> {
         super::messages::validate(q.config(), &msgs)?;
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut b = self.batches.lock();
+            let slot = b.entry(q.id()).or_default();
+            slot.waiting.push(Job { msgs, now, tx });
+            !std::mem::replace(&mut slot.busy, true)
+        };
+        if lead {
+            // Cleared whatever happens to this future (a client gone mid-flush drops it).
+            let mut guard = Leader { engine: self, queue: q.id(), done: false };
+            loop {
+                let jobs: Vec<Job> = {
+                    let mut b = self.batches.lock();
+                    let slot = b.get_mut(&q.id()).expect("the leader's slot");
+                    if slot.waiting.is_empty() {
+                        // Done, under the same lock a newcomer checks `busy` with.
+                        b.remove(&q.id());
+                        guard.done = true;
+                        break;
+                    }
+                    let mut n = 0;
+                    let take = slot.waiting.iter().take_while(|j| {
+                        n += j.msgs.len();
+                        n <= MAX_BATCH || n == j.msgs.len()
+                    });
+                    let k = take.count().max(1).min(slot.waiting.len());
+                    slot.waiting.drain(..k).collect()
+                };
+                let all: Vec<&NewMessage> = jobs.iter().flat_map(|j| j.msgs.iter()).collect();
+                let nows: Vec<Millis> = jobs.iter().flat_map(|j| j.msgs.iter().map(|_| j.now)).collect();
+                let result = self.publish_rows(q, &all, &nows).await;
+                let mut metas = match result {
+                    Ok(m) => m.into_iter(),
+                    Err(e) => {
+                        for j in jobs {
+                            let _ = j.tx.send(Err(dup(&e)));
+                        }
+                        continue;
+                    }
+                };
+                for j in jobs {
+                    let mine: Vec<MessageMeta> = metas.by_ref().take(j.msgs.len()).collect();
+                    let _ = j.tx.send(Ok(mine));
+                }
+            }
+            drop(guard);
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(CoreError::Unavailable(crate::core::StoreError::unavailable("the publishing request ended early")))
+        })
+    }
+
+    /// One publish transaction for messages of several requests (`nows`: each one's time).
+    async fn publish_rows(&self, q: &Queue, msgs: &[&NewMessage], nows: &[Millis]) -> Result<Vec<MessageMeta>> {
         let cfg = q.config();
         let (mut kinds, mut prios, mut nbs, mut sizes, mut tags, mut okeys, mut attrs, mut bodies) =
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut metas = Vec::with_capacity(msgs.len());
-        for m in &msgs {
+        let mut enq = Vec::with_capacity(msgs.len());
+        for (m, now) in msgs.iter().zip(nows) {
+            let now = *now;
+            enq.push(ms(now));
             let mut t = m.tags.clone();
             if let Some(k) = &m.order_key {
                 t.push(format!("{ORDER_TAG}{k}"));
@@ -99,7 +209,7 @@ impl PgEngine {
             let mark = client.prepare_cached("UPDATE qg_queue SET keyed = true WHERE id = $1 AND NOT keyed").await?;
             let on = pkey_on(cfg);
             let params: [Param; 12] =
-                [&q.id(), &ms(now), &kinds, &prios, &nbs, &sizes, &tags, &okeys, &attrs, &bodies, &salt, &on];
+                [&q.id(), &enq, &kinds, &prios, &nbs, &sizes, &tags, &okeys, &attrs, &bodies, &salt, &on];
             let qid = q.id();
             let p_lock: [Param; 1] = [&publish_key];
             let p_mark: [Param; 1] = [&qid];
@@ -260,8 +370,9 @@ impl PgEngine {
                  AND visible_at > $5 AND $6::uuid IS NOT NULL RETURNING seq"
             }
             (true, Target::Message(_)) => {
-                "DELETE FROM qg_lane l USING qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6 AND l.queue_id = $1 \
-                 AND l.seq = mm.seq AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 AND $2::int8 IS NOT NULL \
+                "DELETE FROM qg_lane l WHERE l.queue_id = $1 \
+                 AND l.seq = (SELECT mm.seq FROM qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6) \
+                 AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 AND $2::int8 IS NOT NULL \
                  AND $4::int8 IS NOT NULL RETURNING l.seq"
             }
             (false, Target::Lease { .. }) => {
@@ -269,8 +380,9 @@ impl PgEngine {
                  AND lease = $4 AND visible_at > $5 AND $6::uuid IS NOT NULL RETURNING seq"
             }
             (false, Target::Message(_)) => {
-                "UPDATE qg_lane l SET state = 3, lease = 0 FROM qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6 \
-                 AND l.queue_id = $1 AND l.seq = mm.seq AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 \
+                "UPDATE qg_lane l SET state = 3, lease = 0 WHERE l.queue_id = $1 \
+                 AND l.seq = (SELECT mm.seq FROM qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6) \
+                 AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 \
                  AND $2::int8 IS NOT NULL AND $4::int8 IS NOT NULL RETURNING l.seq"
             }
         };

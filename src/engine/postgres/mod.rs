@@ -242,6 +242,8 @@ pub struct PgEngine {
     down: Mutex<Option<String>>,
     closed: AtomicBool,
     pub(crate) metrics: PgMetrics,
+    /// Publish batchers by queue (see `fast::publish`).
+    pub(crate) batches: Mutex<HashMap<Uuid, fast::Slot>>,
     /// Striped locks serialising this node's requests with one idempotency key.
     idem: (Vec<Arc<tokio::sync::Mutex<()>>>, std::collections::hash_map::RandomState),
 }
@@ -299,6 +301,7 @@ impl PgEngine {
             down: Mutex::new(None),
             closed: AtomicBool::new(false),
             metrics: PgMetrics::default(),
+            batches: Mutex::new(HashMap::new()),
             idem: ((0..64).map(|_| Arc::new(tokio::sync::Mutex::new(()))).collect(), Default::default()),
         })
     }
