@@ -58,10 +58,7 @@ impl World {
         let mut cfg = qgate::config::Config::from_toml(CONFIG).unwrap();
         cfg.data_dir = dir.path().to_path_buf();
         let clock = ManualClock::new(T0);
-        let opened = {
-            let _guard = rt.enter();
-            qgate::server::open(cfg, Arc::new(clock.clone())).unwrap()
-        };
+        let opened = rt.block_on(qgate::server::open(cfg, Arc::new(clock.clone()))).unwrap();
         let state = opened.state.clone();
         let app = qgate::server::app(opened.state);
         World { rt, clock, app, state, runs: 0, _dir: dir }
