@@ -11,9 +11,37 @@ use super::broker::Broker;
 use super::clock::Millis;
 use super::engine::{Claim, Claimed, Queue, Target};
 use super::error::{CoreError, Result};
-use super::model::{Delivery, GroupStats, MessageId, MessageMeta, NewMessage, Peeked};
+use super::model::{
+    Delivery, GroupStats, MAX_TAGS, MessageId, MessageMeta, NewMessage, Peeked, QueueConfig, RESERVED_TAG,
+};
 use super::options::ReceiveOptions;
 use super::receipt::Receipt;
+
+/// What every engine checks of messages before publishing them (all or none): size, tags (at
+/// most three, none reserved), priority 1–16.
+pub fn check_new(cfg: &QueueConfig, msgs: &[NewMessage]) -> Result<()> {
+    for (i, m) in msgs.iter().enumerate() {
+        if m.body.len() as u64 > cfg.max_message_bytes {
+            return Err(CoreError::TooLarge(format!(
+                "message {i} has {} bytes, the queue allows {}",
+                m.body.len(),
+                cfg.max_message_bytes
+            )));
+        }
+        if m.tags.len() > MAX_TAGS {
+            return Err(CoreError::InvalidArgument(format!("message {i} has more than {MAX_TAGS} tags")));
+        }
+        if m.tags.iter().any(|t| t.starts_with(RESERVED_TAG)) {
+            return Err(CoreError::InvalidArgument(format!("message {i} has a tag starting with a control character")));
+        }
+        if let Some(p) = m.priority
+            && !(1..=16).contains(&p)
+        {
+            return Err(CoreError::InvalidArgument(format!("message {i} has priority {p} (1-16)")));
+        }
+    }
+    Ok(())
+}
 
 impl Broker {
     /// Appends messages (all or none) and returns once they are durable.

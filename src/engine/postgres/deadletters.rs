@@ -194,14 +194,9 @@ impl PgEngine {
             let mut chosen: Vec<i64> = Vec::new();
             let mut bytes = 0u64;
             for r in &rows {
-                let size = r.get::<_, i32>(1) as u64;
-                if let Some(limit) = max_bytes
-                    && !chosen.is_empty()
-                    && bytes + size > limit
-                {
+                if !super::messages::fits(max_bytes, chosen.len(), &mut bytes, r.get::<_, i32>(1) as u64) {
                     break;
                 }
-                bytes += size;
                 chosen.push(r.get(0));
             }
             let mut items = Vec::new();

@@ -97,9 +97,6 @@ const PUBLISH: &str = "WITH u AS (SELECT * FROM unnest($3::int2[], $4::int2[], $
 const DUE: &str = "UPDATE qg_lane SET state = CASE WHEN state = 2 THEN 0 WHEN failures + 1 >= $3 THEN 4 ELSE 0 END, \
      failures = CASE WHEN state = 1 THEN failures + 1 ELSE failures END, \
      lease = 0 WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2 RETURNING grp, seq, state";
-const NEXT_DUE: &str = "SELECT least((SELECT min(visible_at) FROM qg_lane WHERE queue_id = $1 AND state IN (1, 2)), \
-     (SELECT min(until) FROM qg_dead WHERE queue_id = $1 AND state = 1), \
-     (SELECT min(enqueued_at) FROM qg_message WHERE queue_id = $1) + $2)";
 
 impl PgEngine {
     /// Publishes through the queue's batcher: while one transaction of this node publishes to
@@ -107,7 +104,7 @@ impl PgEngine {
     /// request all or none, answered when its transaction committed). No added wait: a lone
     /// request goes at once.
     pub(crate) async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>, now: Millis) -> Result<Vec<MessageMeta>> {
-        super::messages::validate(q.config(), &msgs)?;
+        crate::core::messages::check_new(q.config(), &msgs)?;
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
@@ -299,7 +296,7 @@ impl PgEngine {
                 client.batch_execute("COMMIT"),
             )?;
             let next = if claimed.is_empty() {
-                let s_next = client.prepare_cached(NEXT_DUE).await?;
+                let s_next = client.prepare_cached(super::messages::NEXT_DUE).await?;
                 let retention_i = ms(retention);
                 let p_next: [Param; 2] = [&id, &retention_i];
                 Some(client.query_one(&s_next, &p_next).await?.get::<_, Option<i64>>(0))
@@ -352,12 +349,8 @@ impl PgEngine {
                 dead: false,
             });
         }
-        let next_due = if items.is_empty() {
-            let cap = now.saturating_add(super::messages::FALLBACK_POLL_MS);
-            Some(next.flatten().map_or(cap, |n| (n.max(0) as u64).min(cap)))
-        } else {
-            None
-        };
+        let next_due =
+            if items.is_empty() { Some(super::messages::due_within_fallback(next.flatten(), now)) } else { None };
         Ok(Some(Claim { items, next_due }))
     }
 

@@ -11,9 +11,7 @@ use super::{PResult, PgEngine, Tx, ms, transaction};
 use crate::core::clock::Millis;
 use crate::core::engine::{Claim, Claimed, LeaseOf, Queue};
 use crate::core::error::{CoreError, Result};
-use crate::core::model::{
-    MAX_TAGS, NewMessage, Peeked, QueueConfig, QueueKind, QueueRecord, RESERVED_TAG, TagMode, TagRule,
-};
+use crate::core::model::{Peeked, QueueKind, QueueRecord, TagMode, TagRule};
 use crate::core::options::ReceiveOptions;
 
 /// Most messages of busy ordering keys one receive passes over before it stops looking.
@@ -21,28 +19,29 @@ const MAX_PASSED_OVER: i64 = 10_000;
 /// A waiter with nothing due looks again after this long, whatever it heard (see `notify`).
 pub(crate) const FALLBACK_POLL_MS: u64 = 1000;
 
-pub(crate) fn validate(cfg: &QueueConfig, msgs: &[NewMessage]) -> Result<()> {
-    for (i, m) in msgs.iter().enumerate() {
-        if m.body.len() as u64 > cfg.max_message_bytes {
-            return Err(CoreError::TooLarge(format!(
-                "message {i} has {} bytes, the queue allows {}",
-                m.body.len(),
-                cfg.max_message_bytes
-            )));
-        }
-        if m.tags.len() > MAX_TAGS {
-            return Err(CoreError::InvalidArgument(format!("message {i} has more than {MAX_TAGS} tags")));
-        }
-        if m.tags.iter().any(|t| t.starts_with(RESERVED_TAG)) {
-            return Err(CoreError::InvalidArgument(format!("message {i} has a tag starting with a control character")));
-        }
-        if let Some(p) = m.priority
-            && !(1..=16).contains(&p)
-        {
-            return Err(CoreError::InvalidArgument(format!("message {i} has priority {p} (1-16)")));
-        }
+/// When a queue next changes by itself ($1 queue, $2 retention ms): a delay, lease or
+/// dead-letter lease end, or the oldest message's retention.
+pub(crate) const NEXT_DUE: &str = "SELECT least((SELECT min(visible_at) FROM qg_lane WHERE queue_id = $1 \
+     AND state IN (1, 2)), (SELECT min(until) FROM qg_dead WHERE queue_id = $1 AND state = 1), \
+     (SELECT min(enqueued_at) FROM qg_message WHERE queue_id = $1) + $2)";
+
+/// The next-due instant a waiter gets: at most [`FALLBACK_POLL_MS`] away.
+pub(crate) fn due_within_fallback(next: Option<i64>, now: Millis) -> Millis {
+    let cap = now.saturating_add(FALLBACK_POLL_MS);
+    next.map_or(cap, |n| (n.max(0) as u64).min(cap))
+}
+
+/// Adds a message of `size` bytes to a choice of `taken` so far unless it would pass `limit`
+/// (the first always fits).
+pub(crate) fn fits(limit: Option<u64>, taken: usize, bytes: &mut u64, size: u64) -> bool {
+    if let Some(limit) = limit
+        && taken > 0
+        && *bytes + size > limit
+    {
+        return false;
     }
-    Ok(())
+    *bytes += size;
+    true
 }
 
 /// A group's row: its tag rule and reset floor.
@@ -173,14 +172,9 @@ impl PgEngine {
             {
                 continue;
             }
-            let size = r.get::<_, i32>(1) as u64;
-            if let Some(limit) = opts.max_bytes
-                && !chosen.is_empty()
-                && bytes + size > limit
-            {
+            if !fits(opts.max_bytes, chosen.len(), &mut bytes, r.get::<_, i32>(1) as u64) {
                 break;
             }
-            bytes += size;
             chosen.push(r.get(0));
         }
         if chosen.is_empty() {
@@ -218,17 +212,10 @@ impl PgEngine {
     /// When queue `rec` next changes by itself (a delay, lease or retention end), at most
     /// [`FALLBACK_POLL_MS`] away.
     pub(crate) async fn next_due_of(&self, tx: &Tx<'_>, rec: &QueueRecord, now: Millis) -> PResult<Millis> {
-        let stmt = tx
-            .prepare_cached(
-                "SELECT least((SELECT min(visible_at) FROM qg_lane WHERE queue_id = $1 AND state IN (1, 2)), \
-                 (SELECT min(until) FROM qg_dead WHERE queue_id = $1 AND state = 1), \
-                 (SELECT min(enqueued_at) FROM qg_message WHERE queue_id = $1) + $2)",
-            )
-            .await?;
+        let stmt = tx.prepare_cached(NEXT_DUE).await?;
         let retention = ms(rec.config.retention_secs.saturating_mul(1000));
         let next: Option<i64> = tx.query_one(&stmt, &[&rec.id, &retention]).await?.get(0);
-        let cap = now.saturating_add(FALLBACK_POLL_MS);
-        Ok(next.map_or(cap, |n| (n.max(0) as u64).min(cap)))
+        Ok(due_within_fallback(next, now))
     }
 
     pub(crate) async fn peek(&self, q: &Queue, group: u32, max: usize, now: Millis) -> Result<Vec<Peeked>> {

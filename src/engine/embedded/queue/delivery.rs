@@ -13,28 +13,7 @@ impl QueueState {
     pub fn publish(&mut self, msgs: Vec<NewMessage>, cx: &mut Cx) -> Result<Vec<MessageMeta>> {
         let now = cx.now;
         let cfg = &self.record.config;
-        for (i, m) in msgs.iter().enumerate() {
-            if m.body.len() as u64 > cfg.max_message_bytes {
-                return Err(CoreError::TooLarge(format!(
-                    "message {i} has {} bytes, the queue allows {}",
-                    m.body.len(),
-                    cfg.max_message_bytes
-                )));
-            }
-            if m.tags.len() > MAX_TAGS {
-                return Err(CoreError::InvalidArgument(format!("message {i} has more than {MAX_TAGS} tags")));
-            }
-            if m.tags.iter().any(|t| t.starts_with(RESERVED_TAG)) {
-                return Err(CoreError::InvalidArgument(format!(
-                    "message {i} has a tag starting with a control character"
-                )));
-            }
-            if let Some(p) = m.priority
-                && !(1..=16).contains(&p)
-            {
-                return Err(CoreError::InvalidArgument(format!("message {i} has priority {p} (1-16)")));
-            }
-        }
+        crate::core::messages::check_new(cfg, &msgs)?;
         let mut seq = self.last_seq;
         let mut records = Vec::with_capacity(msgs.len());
         for mut m in msgs {

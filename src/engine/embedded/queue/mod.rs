@@ -26,8 +26,8 @@ use super::store::{QueueSnapshot, Store, StoreResult};
 use crate::core::error::{CoreError, Result};
 use crate::core::model::{
     DEFAULT_GROUP, DEFAULT_PRIORITY, DeadLetterTarget, DeadReason, DeadState, DeliveryRecord, DeliveryState,
-    GroupRecord, GroupStats, MAX_TAGS, MessageBody, MessageId, MessageMeta, Millis, NewMessage, ORDER_TAG, Origin,
-    QueueKind, QueueRecord, RESERVED_TAG, RetentionMode, TagRule,
+    GroupRecord, GroupStats, MessageBody, MessageId, MessageMeta, Millis, NewMessage, ORDER_TAG, Origin, QueueKind,
+    QueueRecord, RetentionMode, TagRule,
 };
 
 mod admin;
