@@ -99,6 +99,56 @@ async fn a_waiter_is_served_when_its_nodes_listening_connection_is_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_knows_a_queue_sees_changes_made_on_another_at_once() {
+    let _turn = TURN.lock().await;
+    let c = Cluster::start(2).await;
+    let clock = wall();
+    let m: Vec<MnsClient> = c.bases.iter().map(|base| MnsClient::new(base, "test-ak", "test-sk", &clock)).collect();
+    assert_eq!(m[0].create("cfg", "<MaximumMessageSize>4096</MaximumMessageSize>").await.status, 201);
+    let big = "x".repeat(2000);
+    // B has served the queue (and may keep its handle for message traffic).
+    assert_eq!(m[1].send_msg("cfg", "small").await.status, 201);
+    assert_eq!(m[1].send_msg("cfg", &big).await.status, 201);
+    let set = |size: u32| {
+        let doc = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Queue xmlns=\"http://mns.aliyuncs.com/doc/v1/\">\
+             <MaximumMessageSize>{size}</MaximumMessageSize></Queue>"
+        );
+        let a = &m[0];
+        async move { a.call("PUT", "/queues/cfg?metaoverride=true", Some(&doc), &[]).await.status }
+    };
+    // Lowered on A: the next send on B is held to it.
+    assert_eq!(set(1024).await, 204);
+    let r = m[1].send_msg("cfg", &big).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Raised on A: the next send on B may use it.
+    assert_eq!(set(4096).await, 204);
+    assert_eq!(m[1].send_msg("cfg", &big).await.status, 201);
+
+    // infrai: deleted and made again on A; B publishes into, consumes from and acks in the new one.
+    let (a, b) = (c.api(0), c.api(1));
+    a.create("again", json!({})).await;
+    assert_eq!(b.post("/v1/queue/publish", json!({"queue": "again", "payload": 1})).await.0, 201);
+    let (_, old) = b.consume("again", 1, 0, 30).await;
+    assert_eq!(old.len(), 1);
+    assert_eq!(a.call("DELETE", "/v1/queue/delete/again", None).await.0, 200);
+    a.create("again", json!({})).await;
+    let (s, sent) = b.post("/v1/queue/publish", json!({"queue": "again", "payload": 2})).await;
+    assert_eq!(s, 201, "{sent}");
+    assert_eq!(a.stats("again").await["available"].as_u64(), Some(1), "B's message is in the new queue");
+    let (s, got) = b.consume("again", 10, 0, 30).await;
+    assert_eq!((s, got.len()), (200, 1));
+    assert_eq!(id_of(&got[0]), id_of(&sent));
+    assert_eq!(b.ack("again", &id_of(&got[0])).await, 200);
+    // The old queue's message is gone with it.
+    assert_eq!(b.ack("again", &id_of(&old[0])).await, 404);
+    // Deleted on A and not made again: B says so.
+    assert_eq!(a.call("DELETE", "/v1/queue/delete/again", None).await.0, 200);
+    assert_eq!(b.post("/v1/queue/publish", json!({"queue": "again", "payload": 3})).await.0, 404);
+    assert_eq!(b.consume("again", 1, 0, 30).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_queue_ends_waits_on_other_nodes() {
     let _turn = TURN.lock().await;
     let c = Cluster::start(2).await;

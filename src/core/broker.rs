@@ -100,6 +100,28 @@ impl Broker {
         self.engine.queue(ns, name).await
     }
 
+    /// The queue of that name for message traffic: possibly a cached handle (see
+    /// [`Engine::queue_cached`](super::engine::Engine::queue_cached)); only the message
+    /// operations that retry with a fresh one ([`Broker::publish`], [`Broker::receive`], acks,
+    /// nacks, [`Broker::change_visibility`]) may be given it.
+    pub async fn queue_cached(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
+        self.engine.queue_cached(ns, name).await
+    }
+
+    /// After a message operation failed with `e` on handle `q`: the queue looked up afresh by
+    /// name when it is not the one the handle knew (another id, or a newer record), so that
+    /// the caller tries once more with it; else `e` stands.
+    pub(crate) async fn retry_fresh(&self, q: &Queue, e: CoreError) -> Result<Arc<Queue>> {
+        if !matches!(e, CoreError::QueueNotFound | CoreError::ReceiptMalformed) {
+            return Err(e);
+        }
+        let fresh = self.engine.queue(q.namespace(), q.name()).await?;
+        if fresh.id() == q.id() && fresh.version() == q.version() {
+            return Err(e);
+        }
+        Ok(fresh)
+    }
+
     /// The queue with that id, if it belongs to the namespace.
     pub async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
         self.engine.queue_by_id(ns, id).await

@@ -46,11 +46,23 @@ use super::{ReceiveOptions, ResetPosition};
 pub struct Queue {
     record: QueueRecord,
     salt: u64,
+    version: u64,
 }
 
 impl Queue {
     pub fn new(record: QueueRecord) -> Self {
-        Queue { salt: queue_salt(record.id), record }
+        Queue::at_version(record, 0)
+    }
+
+    /// A handle to the record as of `version`, the engine's count of the queue's changes (an
+    /// engine that keeps handles current needs none and says 0).
+    pub fn at_version(record: QueueRecord, version: u64) -> Self {
+        Queue { salt: queue_salt(record.id), record, version }
+    }
+
+    /// The engine's version of the record this handle holds.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn id(&self) -> Uuid {
@@ -170,6 +182,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Deletes a queue with its messages, groups, dead letters and subscriptions (durably).
     async fn delete_queue(&self, q: &Queue) -> Result<()>;
     async fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>>;
+    /// A handle for message traffic (publish, receive, ack, change visibility, nack), which an
+    /// engine may serve from a cache. Such a handle may be out of date: those operations then
+    /// answer `QueueNotFound` (or, opening a receipt, `ReceiptMalformed`) and the broker looks
+    /// the queue up afresh and tries once more (see `Broker::retry_fresh`).
+    async fn queue_cached(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
+        self.queue(ns, name).await
+    }
     async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>>;
     /// Queues of the namespace named after `after` (exclusive) and starting with `prefix`, by
     /// name, at most `limit`; and whether more follow.

@@ -47,16 +47,30 @@ impl Broker {
     /// Appends messages (all or none) and returns once they are durable.
     pub async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>) -> Result<Vec<MessageMeta>> {
         self.check_running()?;
-        let metas = self.engine.publish(q, msgs, self.now()).await?;
-        self.counters.add(q.id(), |c| &c.published, metas.len() as u64);
+        // The copy is for the retry with a fresh handle (a cached one may be out of date).
+        let (metas, id) = match self.engine.publish(q, msgs.clone(), self.now()).await {
+            Ok(m) => (m, q.id()),
+            Err(e) => {
+                let q = self.retry_fresh(q, e).await?;
+                (self.engine.publish(&q, msgs, self.now()).await?, q.id())
+            }
+        };
+        self.counters.add(id, |c| &c.published, metas.len() as u64);
         Ok(metas)
     }
 
     /// Leases up to `opts.max` messages of group `group`, waiting up to the poll wait for one
     /// to become deliverable. An empty answer means nothing came in time (or shutdown began).
     pub async fn receive(&self, q: &Queue, group: u32, opts: ReceiveOptions) -> Result<Vec<Delivery>> {
+        match self.receive_with(q, group, &opts).await {
+            Err(e) => self.receive_with(&*self.retry_fresh(q, e).await?, group, &opts).await,
+            ok => ok,
+        }
+    }
+
+    async fn receive_with(&self, q: &Queue, group: u32, opts: &ReceiveOptions) -> Result<Vec<Delivery>> {
         let wait_ms = opts.wait_ms.unwrap_or(q.config().polling_wait_secs * 1000);
-        self.wait_for(q, wait_ms, |now| self.engine.claim(q, group, &opts, now)).await
+        self.wait_for(q, wait_ms, |now| self.engine.claim(q, group, opts, now)).await
     }
 
     /// Runs `claim` until it returns something or `wait_ms` passes. Waiters sleep until a
@@ -157,6 +171,13 @@ impl Broker {
 
     /// [`Broker::ack`] for a handle that must belong to `group` (dialects that name the group).
     pub async fn ack_in(&self, q: &Queue, group: Option<u32>, handle: &str) -> Result<()> {
+        match self.ack_with(q, group, handle).await {
+            Err(e) => self.ack_with(&*self.retry_fresh(q, e).await?, group, handle).await,
+            ok => ok,
+        }
+    }
+
+    async fn ack_with(&self, q: &Queue, group: Option<u32>, handle: &str) -> Result<()> {
         let r = self.open_handle(q, handle, false, group)?;
         self.engine.ack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, self.now()).await?;
         self.counters.add(q.id(), |c| &c.acked, 1);
@@ -171,6 +192,13 @@ impl Broker {
 
     /// [`Broker::nack`] for a handle that must belong to `group`.
     pub async fn nack_in(&self, q: &Queue, group: Option<u32>, handle: &str, dead_now: bool) -> Result<bool> {
+        match self.nack_with(q, group, handle, dead_now).await {
+            Err(e) => self.nack_with(&*self.retry_fresh(q, e).await?, group, handle, dead_now).await,
+            ok => ok,
+        }
+    }
+
+    async fn nack_with(&self, q: &Queue, group: Option<u32>, handle: &str, dead_now: bool) -> Result<bool> {
         let r = self.open_handle(q, handle, false, group)?;
         let back =
             self.engine.nack(q, r.group, Target::Lease { seq: r.seq, lease: r.lease }, dead_now, self.now()).await?;
@@ -208,21 +236,44 @@ impl Broker {
 
     /// Ack by message id (infrai): valid only while the message is leased in the group.
     pub async fn ack_id(&self, q: &Queue, group: u32, id: MessageId) -> Result<()> {
-        self.engine.ack(q, group, Target::Message(id), self.now()).await?;
-        self.counters.add(q.id(), |c| &c.acked, 1);
+        let qid = match self.engine.ack(q, group, Target::Message(id), self.now()).await {
+            Ok(()) => q.id(),
+            Err(e) => {
+                let q = self.retry_fresh(q, e).await?;
+                self.engine.ack(&q, group, Target::Message(id), self.now()).await?;
+                q.id()
+            }
+        };
+        self.counters.add(qid, |c| &c.acked, 1);
         Ok(())
     }
 
     /// Nack by message id (infrai). Returns whether the message went back to the queue.
     pub async fn nack_id(&self, q: &Queue, group: u32, id: MessageId, dead_now: bool) -> Result<bool> {
-        let back = self.engine.nack(q, group, Target::Message(id), dead_now, self.now()).await?;
-        self.count_nack(q, back);
-        Ok(back)
+        match self.engine.nack(q, group, Target::Message(id), dead_now, self.now()).await {
+            Ok(back) => {
+                self.count_nack(q, back);
+                Ok(back)
+            }
+            Err(e) => {
+                let q = self.retry_fresh(q, e).await?;
+                let back = self.engine.nack(&q, group, Target::Message(id), dead_now, self.now()).await?;
+                self.count_nack(&q, back);
+                Ok(back)
+            }
+        }
     }
 
     /// Replaces the lease of a live delivery with one ending `lease_ms` from now. Returns the new
     /// handle (the old one dies) and the new end of the lease.
     pub async fn change_visibility(&self, q: &Queue, handle: &str, lease_ms: u64) -> Result<(String, Millis)> {
+        match self.change_visibility_with(q, handle, lease_ms).await {
+            Err(e) => self.change_visibility_with(&*self.retry_fresh(q, e).await?, handle, lease_ms).await,
+            ok => ok,
+        }
+    }
+
+    async fn change_visibility_with(&self, q: &Queue, handle: &str, lease_ms: u64) -> Result<(String, Millis)> {
         let r = self.open_handle(q, handle, false, None)?;
         let now = self.now();
         let lease =

@@ -64,7 +64,7 @@ async fn queue_of(
     b: &Map<String, Value>,
 ) -> Result<(String, std::sync::Arc<Queue>), ApiError> {
     let name = b.req_str("queue")?.to_string();
-    let q = st.broker.queue(ns, &name).await.map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue_cached(ns, &name).await.map_err(|e| ApiError::core(e, &name))?;
     Ok((name, q))
 }
 
@@ -77,7 +77,7 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     let name = b.req_str("queue")?.to_string();
     let out = outgoing(&st, &name, &b, "")?;
-    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue_cached(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     Ok(once(&st, &t.name, PUBLISH, "", &b, &headers, || async {
         let metas = st.broker.publish(&q, vec![out.msg]).await.map_err(|e| ApiError::core(e, &name))?;
         Ok((StatusCode::CREATED, json!({"message_id": metas[0].id.to_string()})))
@@ -113,7 +113,7 @@ pub async fn publish_batch(
             e
         })?);
     }
-    let q = st.broker.queue(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
+    let q = st.broker.queue_cached(&t.name, &name).await.map_err(|e| ApiError::core(e, &name))?;
     Ok(once(&st, &t.name, "queue.publish_batch", "", &b, &headers, || async {
         // Entries whose own key was seen before keep their first id; the rest publish together.
         let mut ids: Vec<Option<String>> = vec![None; outs.len()];

@@ -15,6 +15,12 @@ use super::{Ctx, empty};
 use crate::core::model::{DEFAULT_GROUP, Delivery, NewMessage, Peeked};
 use crate::core::{CoreError, ReceiveOptions};
 
+/// The queue for message traffic: a handle this node may have cached (see
+/// `Broker::queue_cached`); the broker's message operations retry when it is out of date.
+async fn traffic(ctx: &Ctx, name: &str) -> Result<std::sync::Arc<crate::core::Queue>, MnsError> {
+    ctx.st.broker.queue_cached(&ctx.tenant.name, name).await.map_err(MnsError::from)
+}
+
 /// Most messages in one batch call.
 const MAX_BATCH: usize = 16;
 /// Longest a receive is held: under the Node SDK's 30 s idle-socket timeout.
@@ -74,8 +80,14 @@ fn body_text(body: &[u8], base64_bodies: bool) -> String {
 
 /// `POST` — `<Message>` (SendMessage) or `<Messages>` (BatchSendMessage).
 pub async fn send(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
-    let q = lookup(ctx, name).await?;
+    let mut q = traffic(ctx, name).await?;
     let root = parse(&ctx.body).map_err(MnsError::malformed)?;
+    // A cached handle's size limit may be older than the queue's: a body over it is judged by
+    // the current record (a body's text is never shorter than what it decodes to).
+    let over = |e: &Element| e.child("MessageBody").is_some_and(|b| b.text.len() as u64 > q.config().max_message_bytes);
+    if over(&root) || root.children_named("Message").any(over) {
+        q = lookup(ctx, name).await?;
+    }
     let max_size = q.record().config.max_message_bytes;
     match root.name.as_str() {
         "Message" => {
@@ -191,7 +203,9 @@ pub async fn receive(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
             _ => return Err(MnsError::range("waitseconds", 0, 30, "seconds")),
         },
     };
-    let q = lookup(ctx, name).await?;
+    // The queue's own poll wait, or a peek, needs its current record; otherwise a cached handle
+    // does (the broker retries with a fresh one when it is out of date).
+    let q = if peek || wait.is_none() { lookup(ctx, name).await? } else { traffic(ctx, name).await? };
     // The Node SDK gives up on a socket idle for 30 s: answer a 30 s poll a little earlier.
     let wait = Some(wait.unwrap_or(q.record().config.polling_wait_secs * 1000).min(MAX_POLL_MS));
     let n = batch.unwrap_or(1);
@@ -248,7 +262,7 @@ pub async fn delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
         return batch_delete(ctx, name).await;
     }
     let handle = single.filter(|h| !h.is_empty()).ok_or_else(missing_handle)?;
-    let q = lookup(ctx, name).await?;
+    let q = traffic(ctx, name).await?;
     ctx.st.broker.ack(&q, handle).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -262,7 +276,7 @@ async fn batch_delete(ctx: &Ctx, name: &str) -> Result<Response, MnsError> {
     if handles.is_empty() || handles.len() > MAX_BATCH {
         return Err(MnsError::range("the number of receipt handles", 1, MAX_BATCH as u64, ""));
     }
-    let q = lookup(ctx, name).await?;
+    let q = traffic(ctx, name).await?;
     // Every valid handle is deleted; only the failures are listed.
     let mut w = Writer::new("Errors");
     let mut failed = false;
@@ -298,7 +312,7 @@ pub async fn change_visibility(ctx: &Ctx, name: &str) -> Result<Response, MnsErr
         Ok(s) if (1..=43_200).contains(&s) => s,
         _ => return Err(MnsError::range("VisibilityTimeout", 1, 43_200, "seconds")),
     };
-    let q = lookup(ctx, name).await?;
+    let q = traffic(ctx, name).await?;
     let (new_handle, until) = ctx.st.broker.change_visibility(&q, handle, secs * 1000).await?;
     let mut w = Writer::new("ChangeVisibility");
     w.leaf("ReceiptHandle", new_handle).leaf("NextVisibleTime", until.to_string());

@@ -12,6 +12,9 @@ use crate::core::engine::{CreateOutcome, Queue};
 use crate::core::error::{CoreError, Quota, Result};
 use crate::core::model::{DeadLetterTarget, QueueConfig, QueueRecord};
 
+/// Most names `queue_cached` remembers (the map starts over beyond).
+const MAX_NAMED: usize = 10_000;
+
 const SELECT: &str = "SELECT id, ns, name, config, created_at, modified_at, version FROM qg_queue";
 
 /// The namespace's advisory lock key: creates in one namespace are serialised (quota).
@@ -176,6 +179,7 @@ impl PgEngine {
         })
     }
 
+    /// The queue as the database has it now; remembered for `queue_cached`.
     pub(crate) async fn queue(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
         let client = self.client().await?;
         let r: PResult<_> = async {
@@ -184,9 +188,31 @@ impl PgEngine {
             Ok(row)
         }
         .await;
-        let row = r.map_err(|e| self.failed(e))?.ok_or(CoreError::QueueNotFound)?;
+        let row = r.map_err(|e| self.failed(e))?;
         self.succeeded();
-        self.handle(&row)
+        let key = (ns.to_string(), name.to_string());
+        let Some(row) = row else {
+            self.named.lock().remove(&key);
+            return Err(CoreError::QueueNotFound);
+        };
+        let q = self.handle(&row)?;
+        let mut named = self.named.lock();
+        // Bounded: handles of queues no longer asked for must not pile up without end.
+        if named.len() >= MAX_NAMED && !named.contains_key(&key) {
+            named.clear();
+        }
+        named.insert(key, q.clone());
+        Ok(q)
+    }
+
+    /// The handle this node last looked up for that name, else a fresh one. Without a
+    /// database round trip in the common case; the message statements check its version and
+    /// the broker retries with a fresh handle when it is out of date.
+    pub(crate) async fn queue_cached(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
+        if let Some(q) = self.named.lock().get(&(ns.to_string(), name.to_string())) {
+            return Ok(q.clone());
+        }
+        self.queue(ns, name).await
     }
 
     pub(crate) async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
@@ -207,11 +233,11 @@ impl PgEngine {
         if let Some((v, r)) = self.records.lock().get(&id)
             && *v == version
         {
-            return Ok(Arc::new(Queue::new((**r).clone())));
+            return Ok(Arc::new(Queue::at_version((**r).clone(), version as u64)));
         }
         let (rec, v) = record_of(row).map_err(|e| self.failed(e))?;
         self.records.lock().insert(id, (v, Arc::new(rec.clone())));
-        Ok(Arc::new(Queue::new(rec)))
+        Ok(Arc::new(Queue::at_version(rec, v as u64)))
     }
 
     pub(crate) async fn list_queues(

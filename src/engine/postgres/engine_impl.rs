@@ -48,6 +48,10 @@ impl Engine for PgEngine {
         PgEngine::queue(self, ns, name).await
     }
 
+    async fn queue_cached(&self, ns: &str, name: &str) -> Result<Arc<Queue>> {
+        PgEngine::queue_cached(self, ns, name).await
+    }
+
     async fn queue_by_id(&self, ns: &str, id: Uuid) -> Result<Arc<Queue>> {
         PgEngine::queue_by_id(self, ns, id).await
     }

@@ -50,7 +50,7 @@ pub(crate) struct Slot {
 /// dropped mid-flush) are answered "unavailable", as their fate is the flush's.
 struct Leader<'a> {
     engine: &'a PgEngine,
-    queue: Uuid,
+    key: (Uuid, u64),
     done: bool,
 }
 
@@ -60,7 +60,7 @@ impl Drop for Leader<'_> {
             return;
         }
         let mut b = self.engine.batches.lock();
-        if let Some(slot) = b.remove(&self.queue) {
+        if let Some(slot) = b.remove(&self.key) {
             drop(slot.waiting);
         }
     }
@@ -80,7 +80,7 @@ fn dup(e: &CoreError) -> CoreError {
 const PUBLISH: &str = "WITH u AS (SELECT * FROM unnest($3::int2[], $4::int2[], $5::int8[], $6::int4[], $7::jsonb[], \
      $8::text[], $9::bytea[], $10::bytea[], $2::int8[]) \
      WITH ORDINALITY AS u(kind, priority, nb, size, tags, okey, attrs, body, enq, ord) \
-     WHERE EXISTS (SELECT 1 FROM qg_queue WHERE id = $1)), \
+     WHERE EXISTS (SELECT 1 FROM qg_queue WHERE id = $1 AND version = $13)), \
      s AS MATERIALIZED (SELECT u.*, nextval('qg_seq') AS seq FROM (SELECT * FROM u ORDER BY ord) u), \
      m AS (INSERT INTO qg_message (queue_id, seq, id, kind, priority, enqueued_at, not_before, size, tags, okey, attrs, body) \
        SELECT $1, s.seq, (lpad(to_hex($11::bigint), 16, '0') || lpad(to_hex(s.seq), 16, '0'))::uuid, s.kind, \
@@ -90,13 +90,43 @@ const PUBLISH: &str = "WITH u AS (SELECT * FROM unnest($3::int2[], $4::int2[], $
        SELECT $1, g.no, m.seq, CASE WHEN m.not_before > m.enqueued_at THEN 2 ELSE 0 END, \
        CASE WHEN $12 THEN m.priority ELSE 0 END, m.not_before FROM m JOIN qg_group g ON g.queue_id = $1 AND ";
 
-/// Delay and lease ends of a queue at once ($1 queue, $2 now, $3 the failure limit): delayed
+/// Delay and lease ends of a queue at once ($1 queue, $5 now, $9 the failure limit): delayed
 /// lanes become ready; a lease end counts a failure and makes the lane ready, or dying at the
 /// limit. Retention and dead-letter lease ends are left to the sweep and the locked paths (a
 /// claim passes over expired messages itself).
-const DUE: &str = "UPDATE qg_lane SET state = CASE WHEN state = 2 THEN 0 WHEN failures + 1 >= $3 THEN 4 ELSE 0 END, \
+const DUE: &str = "UPDATE qg_lane SET state = CASE WHEN state = 2 THEN 0 WHEN failures + 1 >= $9 THEN 4 ELSE 0 END, \
      failures = CASE WHEN state = 1 THEN failures + 1 ELSE failures END, \
-     lease = 0 WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2 RETURNING grp, seq, state";
+     lease = 0 WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $5";
+
+/// The fast claim, one statement ($1 queue, $2 group, $3 how many, $4 lease end, $5 now, $6/$7
+/// the group's rule as the caller knows it, $8 the retention cutoff, $9 the failure limit, $10
+/// the version of the record these come from — nothing happens if the queue's is another):
+/// lease ends and delays come due (`d`), ready lanes are picked in order stepping over rows
+/// other claimers hold (`p`), leased (`u`) and returned with their messages. Every row carries
+/// what `d` changed (arrays, usually empty); with nothing claimed, one row of only those. `p`
+/// cannot see what `d` made ready (one snapshot), so when `d` readied lanes of this group, `p`
+/// takes nothing and the caller runs the statement again: the order stays the order of all.
+fn claim_sql() -> String {
+    format!(
+        "WITH d AS ({DUE} AND EXISTS (SELECT 1 FROM qg_queue WHERE id = $1 AND version = $10) \
+           RETURNING grp, seq, state), \
+         dd AS (SELECT array_agg(grp) AS grps, array_agg(seq) AS seqs, array_agg(state) AS states FROM d), \
+         p AS (SELECT l.seq FROM qg_lane l WHERE l.queue_id = $1 AND l.grp = $2 AND l.state = 0 \
+           AND (SELECT m.enqueued_at FROM qg_message m WHERE m.queue_id = $1 AND m.seq = l.seq) > $8 \
+           AND (SELECT NOT keyed AND version = $10 FROM qg_queue WHERE id = $1) \
+           AND NOT EXISTS (SELECT 1 FROM d WHERE d.grp = $2 AND d.state = 0) \
+           AND ($6::text[] IS NULL OR EXISTS (SELECT 1 FROM qg_group g WHERE g.queue_id = $1 \
+             AND g.no = $2 AND g.rule_tags = $6 AND g.rule_and = $7)) \
+           ORDER BY l.pkey, l.seq LIMIT $3 FOR UPDATE OF l SKIP LOCKED), \
+         u AS (UPDATE qg_lane l SET state = 1, visible_at = $4, lease = nextval('qg_lease'), \
+           deliveries = l.deliveries + 1, first_at = CASE WHEN l.first_at = 0 THEN $5 ELSE l.first_at END \
+           WHERE l.queue_id = $1 AND l.seq = ANY(ARRAY(SELECT seq FROM p)) AND l.grp = $2 \
+           RETURNING l.seq, l.pkey, l.lease, l.deliveries, l.failures, l.first_at), \
+         c AS (SELECT u.pkey AS k1, u.seq AS k2, u.lease, u.deliveries, u.failures, u.first_at, {MSG_COLS} FROM u, \
+           LATERAL (SELECT * FROM qg_message mm WHERE mm.queue_id = $1 AND mm.seq = u.seq LIMIT 1) m) \
+         SELECT dd.grps, dd.seqs, dd.states, c.* FROM dd LEFT JOIN c ON true ORDER BY c.k1, c.k2"
+    )
+}
 
 impl PgEngine {
     /// Publishes through the queue's batcher: while one transaction of this node publishes to
@@ -104,27 +134,33 @@ impl PgEngine {
     /// request all or none, answered when its transaction committed). No added wait: a lone
     /// request goes at once.
     pub(crate) async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>, now: Millis) -> Result<Vec<MessageMeta>> {
-        crate::core::messages::check_new(q.config(), &msgs)?;
+        if let Err(e) = crate::core::messages::check_new(q.config(), &msgs) {
+            // Refused by the handle's limits: they must be the queue's own.
+            return Err(if self.current(q).await? { e } else { CoreError::QueueNotFound });
+        }
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
+        // Requests holding different versions of the record do not share a transaction: each
+        // is checked against its own.
+        let key = (q.id(), q.version());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let lead = {
             let mut b = self.batches.lock();
-            let slot = b.entry(q.id()).or_default();
+            let slot = b.entry(key).or_default();
             slot.waiting.push(Job { msgs, now, tx });
             !std::mem::replace(&mut slot.busy, true)
         };
         if lead {
             // Cleared whatever happens to this future (a client gone mid-flush drops it).
-            let mut guard = Leader { engine: self, queue: q.id(), done: false };
+            let mut guard = Leader { engine: self, key, done: false };
             loop {
                 let jobs: Vec<Job> = {
                     let mut b = self.batches.lock();
-                    let slot = b.get_mut(&q.id()).expect("the leader's slot");
+                    let slot = b.get_mut(&key).expect("the leader's slot");
                     if slot.waiting.is_empty() {
                         // Done, under the same lock a newcomer checks `busy` with.
-                        b.remove(&q.id());
+                        b.remove(&key);
                         guard.done = true;
                         break;
                     }
@@ -205,8 +241,9 @@ impl PgEngine {
             let insert = client.prepare_cached(&format!("{PUBLISH}{ACCEPTS}) SELECT seq, ord FROM s")).await?;
             let mark = client.prepare_cached("UPDATE qg_queue SET keyed = true WHERE id = $1 AND NOT keyed").await?;
             let on = pkey_on(cfg);
-            let params: [Param; 12] =
-                [&q.id(), &enq, &kinds, &prios, &nbs, &sizes, &tags, &okeys, &attrs, &bodies, &salt, &on];
+            let version = q.version() as i64;
+            let params: [Param; 13] =
+                [&q.id(), &enq, &kinds, &prios, &nbs, &sizes, &tags, &okeys, &attrs, &bodies, &salt, &on, &version];
             let qid = q.id();
             let p_lock: [Param; 1] = [&publish_key];
             let p_mark: [Param; 1] = [&qid];
@@ -263,65 +300,74 @@ impl PgEngine {
         let r: PResult<_> = async {
             let s_meta = client
                 .prepare_cached(
-                    "SELECT q.keyed, g.no IS NOT NULL, g.rule_tags, g.rule_and FROM qg_queue q \
+                    "SELECT q.keyed, g.no IS NOT NULL, g.rule_tags, g.rule_and, q.version FROM qg_queue q \
                      LEFT JOIN qg_group g ON g.queue_id = q.id AND g.no = $2 WHERE q.id = $1",
                 )
                 .await?;
-            let s_due = client.prepare_cached(DUE).await?;
-            let s_claim = client
-                .prepare_cached(&format!(
-                    "WITH p AS (SELECT l.seq FROM qg_lane l JOIN qg_message m ON m.queue_id = l.queue_id \
-                       AND m.seq = l.seq WHERE l.queue_id = $1 AND l.grp = $2 AND l.state = 0 AND m.enqueued_at > $8 \
-                     AND NOT (SELECT keyed FROM qg_queue WHERE id = $1) \
-                     AND ($6::text[] IS NULL OR EXISTS (SELECT 1 FROM qg_group g WHERE g.queue_id = $1 \
-                       AND g.no = $2 AND g.rule_tags = $6 AND g.rule_and = $7)) \
-                     ORDER BY l.pkey, l.seq LIMIT $3 FOR UPDATE OF l SKIP LOCKED), \
-                     u AS (UPDATE qg_lane l SET state = 1, visible_at = $4, lease = nextval('qg_lease'), \
-                       deliveries = l.deliveries + 1, first_at = CASE WHEN l.first_at = 0 THEN $5 ELSE l.first_at END \
-                       FROM p WHERE l.queue_id = $1 AND l.grp = $2 AND l.seq = p.seq \
-                       RETURNING l.seq, l.pkey, l.lease, l.deliveries, l.failures, l.first_at) \
-                     SELECT u.lease, u.deliveries, u.failures, u.first_at, {MSG_COLS} FROM u \
-                     JOIN qg_message m ON m.queue_id = $1 AND m.seq = u.seq ORDER BY u.pkey, u.seq"
-                ))
-                .await?;
+            let s_claim = client.prepare_cached(&claim_sql()).await?;
             let now_i = ms(now);
-            let claim: [Param; 8] = [&id, &g, &(opts.max as i64), &ms(until), &now_i, &rule_tags, &rule_and, &cutoff];
+            let version = q.version() as i64;
+            let claim: [Param; 10] =
+                [&id, &g, &(opts.max as i64), &ms(until), &now_i, &rule_tags, &rule_and, &cutoff, &max, &version];
+            let mut rows = client.query(&s_claim, &claim).await?;
+            let mut due = Vec::new();
+            let mut claimed = Vec::new();
+            for pass in 0..2 {
+                // Every row repeats what `d` did (the aggregate's one row joined to the claims).
+                let due_now: Vec<(i32, i64, i16)> = match rows.first() {
+                    Some(first) => {
+                        let grps: Option<Vec<i32>> = first.get(0);
+                        let seqs: Option<Vec<i64>> = first.get(1);
+                        let states: Option<Vec<i16>> = first.get(2);
+                        grps.unwrap_or_default()
+                            .into_iter()
+                            .zip(seqs.unwrap_or_default())
+                            .zip(states.unwrap_or_default())
+                            .map(|((g, s), st)| (g, s, st))
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
+                let ready_here = due_now.iter().any(|&(dg, _, st)| dg == g && st == super::schema::READY);
+                claimed.extend(rows.into_iter().filter(|r| r.get::<_, Option<i64>>(5).is_some()));
+                due.extend(due_now);
+                // Lanes of this group came due in this very statement: it claimed nothing, once more.
+                if pass == 1 || !ready_here {
+                    break;
+                }
+                rows = client.query(&s_claim, &claim).await?;
+            }
+            if !claimed.is_empty() {
+                // Rows mean the queue, the group and its rule were there, and no ordering key.
+                return Ok((None, due, claimed, None));
+            }
+            // Nothing: why (no queue, no group, another path) and when something comes due.
+            let s_next = client.prepare_cached(super::messages::NEXT_DUE).await?;
+            let retention_i = ms(retention);
             let p_meta: [Param; 2] = [&id, &g];
-            let p_due: [Param; 3] = [&id, &now_i, &max];
-            let (_, meta, due, claimed, _) = tokio::try_join!(
-                client.batch_execute("BEGIN"),
-                client.query_opt(&s_meta, &p_meta),
-                client.query(&s_due, &p_due),
-                client.query(&s_claim, &claim),
-                client.batch_execute("COMMIT"),
-            )?;
-            let next = if claimed.is_empty() {
-                let s_next = client.prepare_cached(super::messages::NEXT_DUE).await?;
-                let retention_i = ms(retention);
-                let p_next: [Param; 2] = [&id, &retention_i];
-                Some(client.query_one(&s_next, &p_next).await?.get::<_, Option<i64>>(0))
-            } else {
-                None
-            };
-            Ok((meta, due, claimed, next))
+            let p_next: [Param; 2] = [&id, &retention_i];
+            let (meta, next) =
+                tokio::try_join!(client.query_opt(&s_meta, &p_meta), client.query_one(&s_next, &p_next))?;
+            Ok((Some(meta), due, claimed, Some(next.get::<_, Option<i64>>(0))))
         }
         .await;
         let (meta, due, claimed, next) = r.map_err(|e| self.failed(e))?;
         self.succeeded();
-        let meta = meta.ok_or(CoreError::QueueNotFound)?;
-        if !meta.get::<_, bool>(1) {
+        // Gone, or changed since the handle was made: the broker looks it up again.
+        let meta = match meta {
+            Some(Some(m)) if m.get::<_, i64>(4) as u64 == q.version() => Some(m),
+            Some(_) => return Err(CoreError::QueueNotFound),
+            None => None,
+        };
+        if meta.as_ref().is_some_and(|m| !m.get::<_, bool>(1)) {
             return Err(CoreError::GroupNotFound);
         }
-        let keyed: bool = meta.get(0);
         let mut fx = Fx::default();
         if !due.is_empty() {
             fx.wake.push(id);
         }
-        let dying: Vec<(u32, u64)> = due
-            .iter()
-            .filter(|r| r.get::<_, i16>(2) == super::schema::DYING)
-            .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64))
-            .collect();
+        let dying: Vec<(u32, u64)> =
+            due.iter().filter(|d| d.2 == super::schema::DYING).map(|&(g, seq, _)| (g as u32, seq as u64)).collect();
         if !dying.is_empty() {
             let rec = Arc::new(rec.clone());
             transaction!(self, false, |tx, fx2| {
@@ -329,23 +375,26 @@ impl PgEngine {
             })?;
         }
         self.apply(&fx);
-        let stored_tags: Option<Vec<String>> = meta.get(2);
-        let rule_fixed =
-            rule_tags.is_none() || (stored_tags == rule_tags && meta.get::<_, Option<bool>>(3) == Some(rule_and));
-        if keyed || !rule_fixed {
-            return Ok(None);
+        if let Some(meta) = meta {
+            let keyed: bool = meta.get(0);
+            let stored_tags: Option<Vec<String>> = meta.get(2);
+            let rule_fixed =
+                rule_tags.is_none() || (stored_tags == rule_tags && meta.get::<_, Option<bool>>(3) == Some(rule_and));
+            if keyed || !rule_fixed {
+                return Ok(None);
+            }
         }
         let mut items = Vec::with_capacity(claimed.len());
         for r in &claimed {
-            let (meta, body) = meta_of(r, 4).map_err(|e| self.failed(e))?;
+            let (meta, body) = meta_of(r, 9).map_err(|e| self.failed(e))?;
             items.push(Claimed {
                 meta,
                 body,
                 group,
-                lease: LeaseOf { lease: r.get::<_, i64>(0) as u64, until },
-                deliveries: r.get::<_, i32>(1) as u32,
-                failures: r.get::<_, i32>(2) as u32,
-                first_delivered_at: r.get::<_, i64>(3) as u64,
+                lease: LeaseOf { lease: r.get::<_, i64>(5) as u64, until },
+                deliveries: r.get::<_, i32>(6) as u32,
+                failures: r.get::<_, i32>(7) as u32,
+                first_delivered_at: r.get::<_, i64>(8) as u64,
                 dead: false,
             });
         }
@@ -357,38 +406,33 @@ impl PgEngine {
     pub(crate) async fn ack(&self, q: &Queue, group: u32, target: Target, now: Millis) -> Result<()> {
         let work = q.config().mode == RetentionMode::WorkQueue;
         let (id, g) = (q.id(), group as i32);
-        let take = match (work, target) {
-            (true, Target::Lease { .. }) => {
-                "DELETE FROM qg_lane WHERE queue_id = $1 AND seq = $2 AND grp = $3 AND state = 1 AND lease = $4 \
-                 AND visible_at > $5 AND $6::uuid IS NOT NULL RETURNING seq"
-            }
-            (true, Target::Message(_)) => {
-                "DELETE FROM qg_lane l WHERE l.queue_id = $1 \
-                 AND l.seq = (SELECT mm.seq FROM qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6) \
-                 AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 AND $2::int8 IS NOT NULL \
-                 AND $4::int8 IS NOT NULL RETURNING l.seq"
-            }
-            (false, Target::Lease { .. }) => {
-                "UPDATE qg_lane SET state = 3, lease = 0 WHERE queue_id = $1 AND seq = $2 AND grp = $3 AND state = 1 \
-                 AND lease = $4 AND visible_at > $5 AND $6::uuid IS NOT NULL RETURNING seq"
-            }
-            (false, Target::Message(_)) => {
-                "UPDATE qg_lane l SET state = 3, lease = 0 WHERE l.queue_id = $1 \
-                 AND l.seq = (SELECT mm.seq FROM qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6) \
-                 AND l.grp = $3 AND l.state = 1 AND l.visible_at > $5 \
-                 AND $2::int8 IS NOT NULL AND $4::int8 IS NOT NULL RETURNING l.seq"
-            }
+        // Only the lane's primary key may serve these (`state + 0`, `visible_at + 0`): on a young
+        // table the partial indexes look as cheap to the planner, and a generic plan cached then
+        // would go on scanning every in-flight lane of the queue for each ack.
+        let (seq_is, lease_is) = match target {
+            Target::Lease { .. } => ("$2 AND $6::uuid IS NOT NULL", "lease = $4"),
+            Target::Message(_) => (
+                "(SELECT mm.seq FROM qg_message mm WHERE mm.queue_id = $1 AND mm.id = $6) AND $2::int8 IS NOT NULL",
+                "$4::int8 IS NOT NULL",
+            ),
         };
+        let verb = if work { "DELETE FROM qg_lane" } else { "UPDATE qg_lane SET state = 3, lease = 0" };
+        let take = format!(
+            "{verb} WHERE queue_id = $1 AND seq = {seq_is} AND grp = $3 AND state + 0 = 1 AND {lease_is} \
+             AND visible_at + 0 > $5 AND EXISTS (SELECT 1 FROM qg_queue WHERE id = $1 AND version = $7) RETURNING seq"
+        );
+        // A work queue's message goes with its last live lane; each step looks its rows up by key.
         let sql = if work {
             format!(
                 "WITH a AS ({take}), \
-                 m AS (DELETE FROM qg_message x USING a WHERE x.queue_id = $1 AND x.seq = a.seq \
-                   AND NOT EXISTS (SELECT 1 FROM qg_lane o WHERE o.queue_id = $1 AND o.seq = a.seq AND o.grp <> $3 \
-                     AND o.state IN (0, 1, 2, 4)) \
-                   AND NOT EXISTS (SELECT 1 FROM qg_dead d WHERE d.queue_id = $1 AND d.seq = a.seq AND d.state IN (0, 1)) \
-                   RETURNING x.seq), \
-                 o AS (DELETE FROM qg_lane x USING m WHERE x.queue_id = $1 AND x.seq = m.seq AND x.grp <> $3), \
-                 d AS (DELETE FROM qg_dead x USING m WHERE x.queue_id = $1 AND x.seq = m.seq) \
+                 m AS (DELETE FROM qg_message WHERE queue_id = $1 AND seq = (SELECT seq FROM a) \
+                   AND NOT EXISTS (SELECT 1 FROM qg_lane o WHERE o.queue_id = $1 AND o.seq = (SELECT seq FROM a) \
+                     AND o.grp <> $3 AND o.state + 0 IN (0, 1, 2, 4)) \
+                   AND NOT EXISTS (SELECT 1 FROM qg_dead d WHERE d.queue_id = $1 AND d.seq = (SELECT seq FROM a) \
+                     AND d.state IN (0, 1)) \
+                   RETURNING seq), \
+                 o AS (DELETE FROM qg_lane WHERE queue_id = $1 AND seq = (SELECT seq FROM m) AND grp <> $3), \
+                 d AS (DELETE FROM qg_dead WHERE queue_id = $1 AND seq = (SELECT seq FROM m)) \
                  SELECT count(*) FROM a"
             )
         } else {
@@ -401,7 +445,8 @@ impl PgEngine {
         let client = self.client().await?;
         let r: PResult<i64> = async {
             let stmt = client.prepare_cached(&sql).await?;
-            let params: [Param; 6] = [&id, &seq, &g, &lease, &ms(now), &mid];
+            let version = q.version() as i64;
+            let params: [Param; 7] = [&id, &seq, &g, &lease, &ms(now), &mid, &version];
             Ok(client.query_one(&stmt, &params).await?.get(0))
         }
         .await;
@@ -409,6 +454,9 @@ impl PgEngine {
         self.succeeded();
         if n > 0 {
             return Ok(());
+        }
+        if !self.current(q).await? {
+            return Err(CoreError::QueueNotFound);
         }
         match target {
             Target::Lease { .. } => Err(CoreError::ReceiptStale),
@@ -436,6 +484,9 @@ impl PgEngine {
         dead_now: bool,
         now: Millis,
     ) -> Result<bool> {
+        if !self.current(q).await? {
+            return Err(CoreError::QueueNotFound);
+        }
         let rec = q.record();
         transaction!(self, false, |tx, fx| {
             let (seq, lease) = self.resolve(&tx, rec.id, group, target).await?;
@@ -464,15 +515,33 @@ impl PgEngine {
             let stmt = client
                 .prepare_cached(
                     "UPDATE qg_lane SET visible_at = $5, lease = nextval('qg_lease') WHERE queue_id = $1 AND seq = $2 \
-                     AND grp = $3 AND state = 1 AND lease = $4 AND visible_at > $6 RETURNING lease",
+                     AND grp = $3 AND state + 0 = 1 AND lease = $4 AND visible_at + 0 > $6 RETURNING lease",
                 )
                 .await?;
             let params: [Param; 6] = [&q.id(), &(seq as i64), &(group as i32), &(lease as i64), &ms(until), &ms(now)];
             Ok(client.query_opt(&stmt, &params).await?)
         }
         .await;
-        let row = r.map_err(|e| self.failed(e))?.ok_or(CoreError::ReceiptStale)?;
+        let row = r.map_err(|e| self.failed(e))?;
         self.succeeded();
-        Ok(LeaseOf { lease: row.get::<_, i64>(0) as u64, until })
+        match row {
+            Some(row) => Ok(LeaseOf { lease: row.get::<_, i64>(0) as u64, until }),
+            None if self.current(q).await? => Err(CoreError::ReceiptStale),
+            None => Err(CoreError::QueueNotFound),
+        }
+    }
+
+    /// Whether the handle's record is still the queue's (the same id at the same version): a
+    /// handle from `queue_cached` may be older (see `Engine::queue_cached`).
+    pub(crate) async fn current(&self, q: &Queue) -> Result<bool> {
+        let client = self.client().await?;
+        let r: PResult<_> = async {
+            let stmt = client.prepare_cached("SELECT version FROM qg_queue WHERE id = $1").await?;
+            Ok(client.query_opt(&stmt, &[&q.id()]).await?)
+        }
+        .await;
+        let row = r.map_err(|e| self.failed(e))?;
+        self.succeeded();
+        Ok(row.is_some_and(|r| r.get::<_, i64>(0) as u64 == q.version()))
     }
 }

@@ -242,8 +242,11 @@ pub struct PgEngine {
     down: Mutex<Option<String>>,
     closed: AtomicBool,
     pub(crate) metrics: PgMetrics,
-    /// Publish batchers by queue (see `fast::publish`).
-    pub(crate) batches: Mutex<HashMap<Uuid, fast::Slot>>,
+    /// Handles for message traffic by (namespace, name), as last looked up on this node (see
+    /// `Engine::queue_cached`): the hot statements check the version they carry.
+    pub(crate) named: Mutex<HashMap<(String, String), Arc<crate::core::engine::Queue>>>,
+    /// Publish batchers by queue and record version (see `fast::publish`).
+    pub(crate) batches: Mutex<HashMap<(Uuid, u64), fast::Slot>>,
     /// Striped locks serialising this node's requests with one idempotency key.
     idem: (Vec<Arc<tokio::sync::Mutex<()>>>, std::collections::hash_map::RandomState),
 }
@@ -271,8 +274,14 @@ impl PgEngine {
         }
         // Leases, acks and releases commit asynchronously; durable answers turn it on (see
         // `commit_sync`).
+        //
+        // No sequential scans: every statement of ours finds its rows by key. A queue's tables
+        // churn — few live rows, many dead ones until vacuum — so a plan made while they looked
+        // small (and cached for the connection's life) would scan them whole on every call.
         let options = cfg.get_options().map(|o| format!("{o} ")).unwrap_or_default();
-        cfg.options(format!("{options}-c synchronous_commit=off"));
+        cfg.options(format!(
+            "{options}-c synchronous_commit=off -c enable_seqscan=off -c plan_cache_mode=force_generic_plan"
+        ));
 
         let (mut client, conn) = cfg.connect(NoTls).await.map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
         let conn_task = tokio::spawn(conn);
@@ -301,6 +310,7 @@ impl PgEngine {
             down: Mutex::new(None),
             closed: AtomicBool::new(false),
             metrics: PgMetrics::default(),
+            named: Mutex::new(HashMap::new()),
             batches: Mutex::new(HashMap::new()),
             idem: ((0..64).map(|_| Arc::new(tokio::sync::Mutex::new(()))).collect(), Default::default()),
         })
