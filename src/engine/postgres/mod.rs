@@ -276,11 +276,14 @@ impl PgEngine {
         // `commit_sync`).
         //
         // No sequential scans: every statement of ours finds its rows by key. A queue's tables
-        // churn — few live rows, many dead ones until vacuum — so a plan made while they looked
-        // small (and cached for the connection's life) would scan them whole on every call.
+        // churn (few live rows, many dead ones until vacuum), so a plan made while they looked
+        // small would scan them whole. Plans are made once per connection (generic): our
+        // statements have one right plan whatever the parameters, and planning each call costs
+        // more than the call. No JIT: a deep queue makes the estimates large enough to trigger
+        // it, and compiling takes seconds where the statement takes a millisecond.
         let options = cfg.get_options().map(|o| format!("{o} ")).unwrap_or_default();
         cfg.options(format!(
-            "{options}-c synchronous_commit=off -c enable_seqscan=off -c plan_cache_mode=force_generic_plan"
+            "{options}-c synchronous_commit=off -c enable_seqscan=off -c plan_cache_mode=force_generic_plan -c jit=off"
         ));
 
         let (mut client, conn) = cfg.connect(NoTls).await.map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
