@@ -48,14 +48,15 @@ impl Broker {
     pub async fn publish(&self, q: &Queue, msgs: Vec<NewMessage>) -> Result<Vec<MessageMeta>> {
         self.check_running()?;
         // The copy is for the retry with a fresh handle (a cached one may be out of date).
-        let (metas, id) = match self.engine.publish(q, msgs.clone(), self.now()).await {
-            Ok(m) => (m, q.id()),
-            Err(e) => {
-                let q = self.retry_fresh(q, e).await?;
-                (self.engine.publish(&q, msgs, self.now()).await?, q.id())
-            }
-        };
-        self.counters.add(id, |c| &c.published, metas.len() as u64);
+        match self.publish_with(q, msgs.clone()).await {
+            Err(e) => self.publish_with(&*self.retry_fresh(q, e).await?, msgs).await,
+            ok => ok,
+        }
+    }
+
+    async fn publish_with(&self, q: &Queue, msgs: Vec<NewMessage>) -> Result<Vec<MessageMeta>> {
+        let metas = self.engine.publish(q, msgs, self.now()).await?;
+        self.counters.add(q.id(), |c| &c.published, metas.len() as u64);
         Ok(metas)
     }
 
@@ -236,32 +237,30 @@ impl Broker {
 
     /// Ack by message id (infrai): valid only while the message is leased in the group.
     pub async fn ack_id(&self, q: &Queue, group: u32, id: MessageId) -> Result<()> {
-        let qid = match self.engine.ack(q, group, Target::Message(id), self.now()).await {
-            Ok(()) => q.id(),
-            Err(e) => {
-                let q = self.retry_fresh(q, e).await?;
-                self.engine.ack(&q, group, Target::Message(id), self.now()).await?;
-                q.id()
-            }
-        };
-        self.counters.add(qid, |c| &c.acked, 1);
+        match self.ack_id_with(q, group, id).await {
+            Err(e) => self.ack_id_with(&*self.retry_fresh(q, e).await?, group, id).await,
+            ok => ok,
+        }
+    }
+
+    async fn ack_id_with(&self, q: &Queue, group: u32, id: MessageId) -> Result<()> {
+        self.engine.ack(q, group, Target::Message(id), self.now()).await?;
+        self.counters.add(q.id(), |c| &c.acked, 1);
         Ok(())
     }
 
     /// Nack by message id (infrai). Returns whether the message went back to the queue.
     pub async fn nack_id(&self, q: &Queue, group: u32, id: MessageId, dead_now: bool) -> Result<bool> {
-        match self.engine.nack(q, group, Target::Message(id), dead_now, self.now()).await {
-            Ok(back) => {
-                self.count_nack(q, back);
-                Ok(back)
-            }
-            Err(e) => {
-                let q = self.retry_fresh(q, e).await?;
-                let back = self.engine.nack(&q, group, Target::Message(id), dead_now, self.now()).await?;
-                self.count_nack(&q, back);
-                Ok(back)
-            }
+        match self.nack_id_with(q, group, id, dead_now).await {
+            Err(e) => self.nack_id_with(&*self.retry_fresh(q, e).await?, group, id, dead_now).await,
+            ok => ok,
         }
+    }
+
+    async fn nack_id_with(&self, q: &Queue, group: u32, id: MessageId, dead_now: bool) -> Result<bool> {
+        let back = self.engine.nack(q, group, Target::Message(id), dead_now, self.now()).await?;
+        self.count_nack(q, back);
+        Ok(back)
     }
 
     /// Replaces the lease of a live delivery with one ending `lease_ms` from now. Returns the new

@@ -128,6 +128,21 @@ fn claim_sql() -> String {
     )
 }
 
+/// What the claim's `d` did, as (group, seq, new state): every row of the claim carries it (the
+/// aggregate's one row joined to the claimed ones).
+fn due_of(rows: &[tokio_postgres::Row]) -> Vec<(i32, i64, i16)> {
+    let Some(first) = rows.first() else { return Vec::new() };
+    let grps: Option<Vec<i32>> = first.get(0);
+    let seqs: Option<Vec<i64>> = first.get(1);
+    let states: Option<Vec<i16>> = first.get(2);
+    grps.unwrap_or_default()
+        .into_iter()
+        .zip(seqs.unwrap_or_default())
+        .zip(states.unwrap_or_default())
+        .map(|((g, s), st)| (g, s, st))
+        .collect()
+}
+
 impl PgEngine {
     /// Publishes through the queue's batcher: while one transaction of this node publishes to
     /// the queue, the requests that arrive wait and then go together in the next one (each
@@ -298,50 +313,30 @@ impl PgEngine {
         };
         let client = self.client().await?;
         let r: PResult<_> = async {
-            let s_meta = client
-                .prepare_cached(
-                    "SELECT q.keyed, g.no IS NOT NULL, g.rule_tags, g.rule_and, q.version FROM qg_queue q \
-                     LEFT JOIN qg_group g ON g.queue_id = q.id AND g.no = $2 WHERE q.id = $1",
-                )
-                .await?;
             let s_claim = client.prepare_cached(&claim_sql()).await?;
             let now_i = ms(now);
             let version = q.version() as i64;
             let claim: [Param; 10] =
                 [&id, &g, &(opts.max as i64), &ms(until), &now_i, &rule_tags, &rule_and, &cutoff, &max, &version];
             let mut rows = client.query(&s_claim, &claim).await?;
-            let mut due = Vec::new();
-            let mut claimed = Vec::new();
-            for pass in 0..2 {
-                // Every row repeats what `d` did (the aggregate's one row joined to the claims).
-                let due_now: Vec<(i32, i64, i16)> = match rows.first() {
-                    Some(first) => {
-                        let grps: Option<Vec<i32>> = first.get(0);
-                        let seqs: Option<Vec<i64>> = first.get(1);
-                        let states: Option<Vec<i16>> = first.get(2);
-                        grps.unwrap_or_default()
-                            .into_iter()
-                            .zip(seqs.unwrap_or_default())
-                            .zip(states.unwrap_or_default())
-                            .map(|((g, s), st)| (g, s, st))
-                            .collect()
-                    }
-                    None => Vec::new(),
-                };
-                let ready_here = due_now.iter().any(|&(dg, _, st)| dg == g && st == super::schema::READY);
-                claimed.extend(rows.into_iter().filter(|r| r.get::<_, Option<i64>>(5).is_some()));
-                due.extend(due_now);
-                // Lanes of this group came due in this very statement: it claimed nothing, once more.
-                if pass == 1 || !ready_here {
-                    break;
-                }
+            let mut due = due_of(&rows);
+            // Lanes of this group came due in that very statement, so it claimed nothing: again.
+            if due.iter().any(|&(dg, _, st)| dg == g && st == super::schema::READY) {
                 rows = client.query(&s_claim, &claim).await?;
+                due.extend(due_of(&rows));
             }
+            let claimed: Vec<_> = rows.into_iter().filter(|r| r.get::<_, Option<i64>>(5).is_some()).collect();
             if !claimed.is_empty() {
                 // Rows mean the queue, the group and its rule were there, and no ordering key.
                 return Ok((None, due, claimed, None));
             }
             // Nothing: why (no queue, no group, another path) and when something comes due.
+            let s_meta = client
+                .prepare_cached(
+                    "SELECT q.keyed, g.no IS NOT NULL, g.rule_tags, g.rule_and, q.version FROM qg_queue q \
+                     LEFT JOIN qg_group g ON g.queue_id = q.id AND g.no = $2 WHERE q.id = $1",
+                )
+                .await?;
             let s_next = client.prepare_cached(super::messages::NEXT_DUE).await?;
             let retention_i = ms(retention);
             let p_meta: [Param; 2] = [&id, &g];
@@ -450,6 +445,8 @@ impl PgEngine {
             Ok(client.query_one(&stmt, &params).await?.get(0))
         }
         .await;
+        // The connection goes back first: the reasons below take one of their own.
+        drop(client);
         let n = r.map_err(|e| self.failed(e))?;
         self.succeeded();
         if n > 0 {
@@ -522,6 +519,7 @@ impl PgEngine {
             Ok(client.query_opt(&stmt, &params).await?)
         }
         .await;
+        drop(client);
         let row = r.map_err(|e| self.failed(e))?;
         self.succeeded();
         match row {
